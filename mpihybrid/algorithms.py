@@ -1,0 +1,20 @@
+"""The algorithms `mpihybrid run` knows: name -> module with SECTIONS, validate(), run()."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from mpihybrid.config import COMMON_SECTIONS
+
+MODULES = {
+    "dp-adam": "mpihybrid.dp",
+}
+
+
+def load(name: str) -> ModuleType:
+    return importlib.import_module(MODULES[name])
+
+
+def sections(module: ModuleType) -> dict[str, type]:
+    return {**COMMON_SECTIONS, **module.SECTIONS}

@@ -1,0 +1,142 @@
+"""The `mpihybrid` command: run an algorithm, describe the MPI job, analyse results files.
+
+    mpiexec -n N mpihybrid run ALGO --config FILE.toml [--set k=v ...] --out RESULTS.h5
+                                    [--checkpoint DIR] [--resume] [--expect-ranks N]
+    mpiexec -n N mpihybrid info [--expect-ranks N]
+    mpihybrid analyze RESULTS.h5 [...] [--format markdown|csv]
+
+Exit codes: 0 done, 1 a rank failed (the job was aborted), 2 bad input (config, checkpoint,
+launcher), 3 the run diverged (the last good checkpoint is kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+
+from mpi4py import MPI
+
+from mpihybrid import __version__
+from mpihybrid.errors import EXIT_DIVERGED, EXIT_USAGE, UsageError
+
+
+def _parser() -> argparse.ArgumentParser:
+    from mpihybrid.algorithms import MODULES
+
+    p = argparse.ArgumentParser(prog="mpihybrid", description=__doc__.split("\n\n")[0])
+    p.add_argument("--version", action="version", version=f"mpihybrid {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run an algorithm as an MPI job")
+    r.add_argument("algorithm", choices=sorted(MODULES))
+    r.add_argument("--config", required=True, help="TOML config file")
+    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set train.lr=0.01 (repeatable)")
+    r.add_argument("--out", required=True, help="results file (HDF5), written by rank 0")
+    r.add_argument("--checkpoint", help="checkpoint directory")
+    r.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --checkpoint")
+    r.add_argument("--expect-ranks", type=int, help="fail unless the job has this many ranks")
+    i = sub.add_parser("info", help="print rank, size, host, MPI library and versions")
+    i.add_argument("--expect-ranks", type=int, help="fail unless the job has this many ranks")
+    a = sub.add_parser("analyze", help="tabulate results files")
+    a.add_argument("files", nargs="+")
+    a.add_argument("--format", choices=["markdown", "csv"], default="markdown")
+    return p
+
+
+def _agree(comm: MPI.Comm, message: str | None) -> str | None:
+    """After every rank validated on its own: the first rank's error, if any rank had one."""
+    messages = comm.allgather(message)
+    return next((m for m in messages if m), None)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from mpihybrid.comm import check_world_size
+
+    comm = MPI.COMM_WORLD
+    check_world_size(comm.Get_size(), args.expect_ranks)
+    if comm.Get_rank() == 0:
+        import h5py
+        import numpy
+        import torch
+        import mpi4py
+
+        print(f"mpihybrid {__version__}; python {platform.python_version()}; mpi4py {mpi4py.__version__}; "
+              f"numpy {numpy.__version__}; torch {torch.__version__}; h5py {h5py.__version__} "
+              f"(parallel HDF5: {h5py.get_config().mpi})")
+        print(f"MPI library: {MPI.Get_library_version().splitlines()[0].strip()} (MPI {'.'.join(map(str, MPI.Get_version()))})")
+        print(f"world size: {comm.Get_size()}")
+    rows = comm.gather((comm.Get_rank(), MPI.Get_processor_name()), root=0)
+    if comm.Get_rank() == 0:
+        for rank, host in rows:
+            print(f"rank {rank} of {comm.Get_size()} on {host}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from mpihybrid import algorithms
+    from mpihybrid.comm import Comm, abort_on_error, check_world_size
+    from mpihybrid.config import apply_overrides, build_config, read_toml
+    from mpihybrid.errors import ConfigError
+    from mpihybrid.harness import Diverged, Run
+    from mpihybrid.io.checkpoint import latest_checkpoint, load_checkpoint
+
+    world = Comm(MPI.COMM_WORLD)
+    # Everything a user can get wrong is checked on every rank before any collective.
+    message, config, resumed, module = None, None, None, None
+    try:
+        check_world_size(world.size, args.expect_ranks)
+        module = algorithms.load(args.algorithm)
+        config = build_config(apply_overrides(read_toml(args.config), args.overrides), algorithms.sections(module))
+        module.validate(config, world.size)
+        if args.resume:
+            if not args.checkpoint:
+                raise ConfigError("--resume", "needs --checkpoint DIR")
+            resumed = load_checkpoint(latest_checkpoint(args.checkpoint), rank=world.rank, world_size=world.size,
+                                      algorithm=args.algorithm, config_hash=config.hash())
+    except UsageError as exc:
+        message = f"mpihybrid: error: {exc}"
+    message = _agree(world.mpi, message)
+    if message:
+        if world.rank == 0:
+            print(message, file=sys.stderr, flush=True)
+        return EXIT_USAGE
+
+    run = Run(algorithm=args.algorithm, config=config, world=world, out=args.out,
+              checkpoint_dir=args.checkpoint, resumed=resumed)
+    if resumed is not None:
+        from mpihybrid.io.checkpoint import restore_global_rng
+
+        restore_global_rng(resumed[2])
+    try:
+        with abort_on_error(MPI.COMM_WORLD):
+            try:
+                module.run(run)
+            except UsageError:
+                raise
+            except Diverged as exc:
+                if world.rank == 0:
+                    print(f"mpihybrid: {exc}", file=sys.stderr, flush=True)
+                return EXIT_DIVERGED
+            except BaseException as exc:
+                run.results.write_failed(f"{type(exc).__name__}: {exc}")
+                raise
+    except UsageError as exc:  # found after start-up (e.g. data too small): still exit 2, one line
+        print(f"mpihybrid: error: {exc}", file=sys.stderr, flush=True)
+        MPI.COMM_WORLD.Abort(EXIT_USAGE)
+    return 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from mpihybrid.analysis import analyze
+
+    return analyze(args.files, fmt=args.format)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return {"run": cmd_run, "info": cmd_info, "analyze": cmd_analyze}[args.command](args)
+    except UsageError as exc:
+        print(f"mpihybrid: error: {exc}", file=sys.stderr, flush=True)
+        return EXIT_USAGE

@@ -1,0 +1,105 @@
+"""dp-adam: data-parallel Adam or SGD, the first-order baseline every comparison needs.
+
+Each rank holds an IID shard of the training set and a full model replica. A step takes
+``batch_size / world_size`` samples per rank, sums the gradients with one Allreduce of the
+flat gradient buffer (the parameters' .grad tensors are views into it, so nothing is copied)
+and applies the same optimizer step everywhere, so the replicas stay bitwise identical.
+
+Batches are derived, not stored: step t of rank r uses the permutation of epoch
+t // steps_per_epoch drawn from (seed, "dp-batches", r, epoch). A checkpoint therefore needs
+only the model, the optimizer state and the step to resume bit for bit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from mpihybrid.config import Config, ConfigError
+from mpihybrid.data import load_dataset, partition
+from mpihybrid.harness import Diverged, Run
+from mpihybrid.io.state import load_module_tree, load_optimizer_tree, module_tree, optimizer_tree
+from mpihybrid.models import build_model, evaluation_sums, l2_loss
+from mpihybrid.seeding import numpy_rng
+
+SECTIONS: dict[str, type] = {}
+
+
+def validate(config: Config, world_size: int) -> None:
+    if config.train.batch_size % world_size:
+        raise ConfigError("train.batch_size", f"{config.train.batch_size} does not split evenly over {world_size} ranks")
+
+
+def flat_grad_buffer(params: list[torch.nn.Parameter]) -> torch.Tensor:
+    """One contiguous float32 buffer whose slices are the parameters' .grad tensors."""
+    flat = torch.zeros(sum(p.numel() for p in params), dtype=torch.float32)
+    offset = 0
+    for p in params:
+        p.grad = flat[offset:offset + p.numel()].view_as(p)
+        offset += p.numel()
+    return flat
+
+
+def make_optimizer(config: Config, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    t = config.train
+    if t.optimizer == "adam":
+        return torch.optim.Adam(params, lr=t.lr)
+    return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum)
+
+
+def run(run: Run) -> None:
+    config, world = run.config, run.world
+    t = config.train
+    data = load_dataset(config.data, config.seed)
+    shard = partition(data.y_train, world.size, config.seed, "iid")[world.rank]
+    local_batch = t.batch_size // world.size
+    steps_per_epoch = len(shard) // local_batch
+    if steps_per_epoch < 1:
+        raise ConfigError("train.batch_size", f"a rank's batch of {local_batch} exceeds its {len(shard)} samples")
+    x_train, y_train = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
+    test_part = np.array_split(np.arange(len(data.y_test)), world.size)[world.rank]
+    x_test, y_test = torch.from_numpy(data.x_test[test_part]), torch.from_numpy(data.y_test[test_part])
+
+    model = build_model(config.model, data.input_shape, data.num_classes, config.seed)
+    params = list(model.parameters())
+    grad = flat_grad_buffer(params)
+    opt = make_optimizer(config, params)
+    if run.resumed is not None:
+        load_module_tree(model, run.resumed[1])
+        load_optimizer_tree(opt, run.resumed[1])
+    run.set_threads()
+
+    def batch(step: int) -> np.ndarray:
+        epoch, i = divmod(step, steps_per_epoch)
+        order = numpy_rng(config.seed, "dp-batches", world.rank, epoch).permutation(len(shard))
+        return shard[order[i * local_batch:(i + 1) * local_batch]]
+
+    error = ""
+    try:
+        for step in range(run.start_step + 1, t.steps + 1):
+            run.step_hook(step)
+            idx = torch.from_numpy(batch(step - 1))
+            opt.zero_grad(set_to_none=False)
+            loss = l2_loss(model, model(x_train[idx]), y_train[idx], t.weight_decay)
+            loss.backward()
+            with world.stats.label("gradients"):
+                world.Allreduce(grad)
+            grad.div_(world.size)
+            opt.step()
+            mean_loss = world.allreduce_scalar(loss.item()) / world.size
+            run.check_finite(mean_loss, step)
+            row = {"wall_time": run.elapsed(), "train_loss": mean_loss}
+            if step % t.eval_every == 0 or step == t.steps:
+                model.eval()
+                sums = world.Allreduce(np.array(evaluation_sums(model, x_test, y_test), dtype=np.float64))
+                model.train()
+                row.update(test_loss=sums[0] / sums[2], test_accuracy=sums[1] / sums[2])
+                run.progress(step, t.steps, loss=mean_loss, acc=row["test_accuracy"])
+            run.results.log(step, **row)
+            if run.checkpoint_due(step, t.steps):
+                run.save(step, {**module_tree(model), **optimizer_tree(opt)}, {})
+    except Diverged as exc:
+        error = str(exc)
+    run.finish(params, memory={"optimizer_bytes": sum(v.nbytes for v in optimizer_tree(opt).values())}, error=error)
+    if error:
+        raise Diverged(error)

@@ -1,0 +1,149 @@
+"""What every algorithm gets from the harness: the world, the validated config, the results
+file, checkpoints and resume, divergence checks, progress and the end-of-run summary.
+
+An algorithm module exposes ``SECTIONS`` (its config sections beyond the common ones),
+``validate(config, world_size)`` (cross-key checks, before any collective) and ``run(run)``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+from mpi4py import MPI
+from tqdm import tqdm
+
+from mpihybrid.comm import Comm
+from mpihybrid.config import Config
+from mpihybrid.io.checkpoint import list_checkpoints, save_checkpoint
+from mpihybrid.io.results import STATUS_COMPLETED, STATUS_FAILED, RunResults
+
+FAULT_ENV = "MPIHYBRID_FAULT"  # "RANK:STEP": raise on that rank at that step (tests the abort path)
+
+
+class Diverged(Exception):
+    """The training loss became NaN or infinite; every rank sees the same reduced loss."""
+
+
+def cores_per_rank(world: Comm) -> int:
+    """Cores of this node shared among the ranks on it (1 when oversubscribed). Collective."""
+    node = world.mpi.Split_type(MPI.COMM_TYPE_SHARED)
+    local = node.Get_size()
+    node.Free()
+    return max(1, len(os.sched_getaffinity(0)) // local)
+
+
+class Run:
+    """One run of one algorithm on the world communicator."""
+
+    def __init__(self, *, algorithm: str, config: Config, world: Comm, out: str | Path,
+                 checkpoint_dir: str | Path | None, resumed: tuple[int, dict, dict] | None):
+        self.algorithm = algorithm
+        self.config = config
+        self.world = world
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self.resumed = resumed
+        self.results = RunResults(out, algorithm=algorithm, config_json=config.to_json(), comm=world)
+        self.start_step = 0
+        if resumed is not None:
+            self.start_step = resumed[0]
+            self.results.load_state(resumed[1])
+        self.last_checkpoint: Path | None = None
+        self._fault = self._parse_fault()
+        self._t0 = time.perf_counter()
+        self._bar: tqdm | None = None
+
+    # -- setup ---------------------------------------------------------------------------
+    def set_threads(self) -> int:
+        threads = self.config.train.threads or cores_per_rank(self.world)
+        torch.set_num_threads(threads)
+        return threads
+
+    @property
+    def is_root(self) -> bool:
+        return self.world.rank == 0
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self._t0
+
+    # -- progress ------------------------------------------------------------------------
+    def progress(self, step: int, total: int, **shown: float) -> None:
+        """Rank 0: a tqdm bar on a terminal; in batch logs, one line per call."""
+        if not self.is_root:
+            return
+        text = " ".join(f"{k}={v:.4g}" for k, v in shown.items())
+        if sys.stderr.isatty():
+            if self._bar is None:
+                self._bar = tqdm(total=total, initial=self.start_step, unit="step", dynamic_ncols=True)
+            self._bar.update(step - self._bar.n)
+            self._bar.set_postfix_str(text, refresh=False)
+        else:
+            print(f"[{self.algorithm}] step {step}/{total} {text} ({self.elapsed():.1f}s)", flush=True)
+
+    # -- checks --------------------------------------------------------------------------
+    @staticmethod
+    def _parse_fault() -> tuple[int, int] | None:
+        raw = os.environ.get(FAULT_ENV, "")
+        if not raw:
+            return None
+        rank, step = raw.split(":")
+        return int(rank), int(step)
+
+    def step_hook(self, step: int) -> None:
+        """Called once per step: raises the injected fault of $MPIHYBRID_FAULT, if any."""
+        if self._fault == (self.world.rank, step):
+            raise RuntimeError(f"injected fault ({FAULT_ENV}) on rank {self.world.rank} at step {step}")
+
+    @staticmethod
+    def check_finite(loss: float, step: int) -> None:
+        if not math.isfinite(loss):
+            raise Diverged(f"training diverged at step {step}: loss = {loss}")
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def checkpoint_due(self, step: int, total: int) -> bool:
+        if self.checkpoint_dir is None:
+            return False
+        every = self.config.checkpoint.every
+        return step == total or (every > 0 and step % every == 0)
+
+    def save(self, step: int, shared: dict[str, Any], local: dict[str, Any]) -> None:
+        """Collective: checkpoint the algorithm's state plus the metrics history so far."""
+        self.last_checkpoint = save_checkpoint(
+            self.checkpoint_dir, self.world, step=step, algorithm=self.algorithm, config_hash=self.config.hash(),
+            shared={**shared, **self.results.state()}, local=local, keep=self.config.checkpoint.keep)
+        self.results.flush()
+
+    # -- the end -------------------------------------------------------------------------
+    def finish(self, params: Iterable[torch.Tensor], memory: dict[str, int] | None = None,
+               error: str = "") -> None:
+        """Collective: write the results file and print the summary on rank 0."""
+        if self._bar is not None:
+            self._bar.close()
+        status = STATUS_FAILED if error else STATUS_COMPLETED
+        self.results.finish(status=status, params=params, memory=memory, error=error)
+        if self.is_root:
+            self.print_summary(status, error)
+
+    def print_summary(self, status: str, error: str) -> None:
+        m = self.results.metrics
+        lines = [f"mpihybrid {self.algorithm}: {status} on {self.world.size} ranks in {self.elapsed():.1f}s"]
+        if error:
+            lines.append(f"  {error}")
+            kept = list_checkpoints(self.checkpoint_dir) if self.checkpoint_dir else []
+            lines.append(f"  last good checkpoint: {kept[-1] if kept else 'none'}")
+        if m["step"]:
+            lines.append(f"  steps: {int(m['step'][-1])}")
+        for name in ("train_loss", "test_loss", "test_accuracy"):
+            if name in m:
+                lines.append(f"  {name}: {self.results.last(name):.4f}")
+        sent = self.world.stats.total().sent_bytes
+        lines.append(f"  payload sent by rank 0: {sent / 1e6:.3f} MB")
+        lines.append(f"  results: {self.results.path}")
+        if self.last_checkpoint:
+            lines.append(f"  checkpoint: {self.last_checkpoint}")
+        print("\n".join(lines), flush=True)
