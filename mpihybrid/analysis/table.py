@@ -81,8 +81,12 @@ def _last(values: np.ndarray) -> float:
     return float(finite[-1]) if len(finite) else math.nan
 
 
+PREFERRED_ORDER = ("wall_time", "train_loss", "test_loss", "test_accuracy", "uplink_bytes", "downlink_bytes")
+
+
 def metrics_table(run: RunRecord, fmt: str) -> str:
-    names = [k for k in run.metrics if k != "step"]
+    first = [k for k in PREFERRED_ORDER if k in run.metrics]
+    names = first + sorted(k for k in run.metrics if k not in first and k != "step")
     rows = [[int(s), *(run.metrics[n][i] for n in names)] for i, s in enumerate(run.metrics["step"])]
     return _render(["step", *names], rows, fmt)
 

@@ -35,16 +35,21 @@ _NAME = re.compile(r"^checkpoint-(\d{9})\.h5$")
 Tree = dict[str, Any]  # name ("a/b") -> numpy array, torch tensor, int, float or str
 
 
+def _contiguous(array: np.ndarray) -> np.ndarray:
+    # Not np.ascontiguousarray: it turns 0-d arrays (an optimizer's step) into shape (1,).
+    return array if array.flags.c_contiguous else array.copy()
+
+
 def _to_array(value: Any) -> tuple[np.ndarray, str]:
     """Encode a leaf as an array plus its kind, so strings and scalars come back as they went."""
     if isinstance(value, str):
         return np.frombuffer(value.encode(), dtype=np.uint8), "str"
     if isinstance(value, torch.Tensor):
-        return np.ascontiguousarray(value.detach().cpu().numpy()), "tensor"
+        return _contiguous(value.detach().cpu().numpy()), "tensor"
     if isinstance(value, (bool, int, float, np.integer, np.floating)):
         return np.asarray(value), "scalar"
     if isinstance(value, np.ndarray):
-        return np.ascontiguousarray(value), "array"
+        return _contiguous(value), "array"
     raise TypeError(f"cannot checkpoint a {type(value).__name__}")
 
 

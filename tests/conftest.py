@@ -1,0 +1,28 @@
+"""Shared test helpers: launch real MPI jobs of the venv's MPI under a hard timeout."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parent.parent
+
+
+def launch(n: int, *args: str, timeout: float = 120, env: dict[str, str] | None = None,
+           cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """``mpiexec -n n mpihybrid ARGS`` with the venv's mpiexec; a hang becomes a test failure."""
+    cmd = [str(BIN / "mpiexec"), "-n", str(n), str(BIN / "mpihybrid"), *args]
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"{' '.join(cmd)} hung for more than {timeout}s\nstdout:\n{exc.stdout}\nstderr:\n{exc.stderr}")
+
+
+def explain(proc: subprocess.CompletedProcess) -> str:
+    return f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"

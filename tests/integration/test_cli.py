@@ -1,0 +1,132 @@
+"""End-to-end checks of the `mpihybrid` command under real mpiexec launches."""
+
+import os
+import time
+from pathlib import Path
+
+import h5py
+import pytest
+
+from conftest import BIN, REPO, explain, launch
+
+JOB = str(REPO / "jobs" / "dp-adam" / "digits.toml")
+
+
+def hashes(path: Path) -> list[str]:
+    with h5py.File(path) as f:
+        return [s.decode() for s in f["final/param_sha256"][()]]
+
+
+def test_info_reports_ranks_and_mismatches():
+    proc = launch(4, "info", "--expect-ranks", "4")
+    assert proc.returncode == 0, explain(proc)
+    assert "world size: 4" in proc.stdout and "rank 3 of 4" in proc.stdout
+    wrong = launch(2, "info", "--expect-ranks", "3")
+    assert wrong.returncode == 2 and "expected 3 ranks, MPI reports 2" in wrong.stderr, explain(wrong)
+
+
+def test_singleton_launch_is_detected():
+    # What a foreign launcher leaves behind: it announced 4 ranks, but this MPI sees a world of 1.
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "MPI_LOCAL"))}
+    proc = subprocess.run([str(BIN / "mpihybrid"), "info"], env={**env, "OMPI_COMM_WORLD_SIZE": "4"},
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "each is 'rank 0 of 1'" in proc.stderr, explain(proc)
+    proc = subprocess.run([str(BIN / "mpihybrid"), "info"], env={**env, "MPIHYBRID_EXPECT_RANKS": "2"},
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "expected 2 ranks, MPI reports 1" in proc.stderr, explain(proc)
+
+
+def test_dp_adam_accuracy_and_bitwise_resume_after_a_crash(tmp_path):
+    common = ["run", "dp-adam", "--config", JOB, "--set", "checkpoint.every=200"]
+    full = launch(2, *common, "--out", str(tmp_path / "full.h5"))
+    assert full.returncode == 0, explain(full)
+    with h5py.File(tmp_path / "full.h5") as f:
+        assert f.attrs["status"] == "completed" and f.attrs["world_size"] == 2
+        assert f["final/test_accuracy"][()] >= 0.95
+        assert len(f["metrics/step"]) == 600 and f["metrics/wall_time"].shape == (600,)
+        assert f["comm/allreduce/calls"][1] > 600
+
+    ckpt = tmp_path / "ckpt"
+    crashed = launch(2, *common, "--out", str(tmp_path / "resumed.h5"), "--checkpoint", str(ckpt),
+                     env={"MPIHYBRID_FAULT": "1:350"})
+    assert crashed.returncode != 0 and "[rank 1] RuntimeError: injected fault" in crashed.stderr, explain(crashed)
+    assert sorted(p.name for p in ckpt.iterdir()) == ["checkpoint-000000200.h5"]
+    resumed = launch(2, *common, "--out", str(tmp_path / "resumed.h5"), "--checkpoint", str(ckpt), "--resume")
+    assert resumed.returncode == 0, explain(resumed)
+    assert hashes(tmp_path / "resumed.h5") == hashes(tmp_path / "full.h5")
+    assert len(set(hashes(tmp_path / "full.h5"))) == 1
+    with h5py.File(tmp_path / "resumed.h5") as f:
+        assert list(f["metrics/step"][()]) == list(range(1, 601))
+
+
+def test_exception_on_one_rank_ends_a_4_rank_job_quickly(tmp_path):
+    start = time.monotonic()
+    proc = launch(4, "run", "dp-adam", "--config", JOB, "--out", str(tmp_path / "r.h5"),
+                  env={"MPIHYBRID_FAULT": "1:5"}, timeout=60)
+    elapsed = time.monotonic() - start
+    assert proc.returncode != 0, explain(proc)
+    assert "[rank 1] Traceback" in proc.stderr and "injected fault" in proc.stderr, explain(proc)
+    assert "[rank 0] Traceback" not in proc.stderr
+    assert elapsed < 30, f"took {elapsed:.1f}s"
+
+
+def test_unknown_key_is_one_line_exit_2(tmp_path):
+    proc = launch(2, "run", "dp-adam", "--config", JOB, "--set", "train.learning_rate=0.1",
+                  "--out", str(tmp_path / "r.h5"))
+    assert proc.returncode == 2, explain(proc)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "train.learning_rate" in lines[0] and "unknown key" in lines[0], explain(proc)
+    assert not (tmp_path / "r.h5").exists()
+
+
+def test_impossible_size_and_resume_errors(tmp_path):
+    proc = launch(2, "run", "dp-adam", "--config", JOB, "--set", "train.batch_size=63", "--out", str(tmp_path / "r.h5"))
+    assert proc.returncode == 2 and "train.batch_size" in proc.stderr, explain(proc)
+
+    ckpt = tmp_path / "ckpt"
+    ok = launch(2, "run", "dp-adam", "--config", JOB, "--set", "train.steps=20", "--out", str(tmp_path / "r.h5"),
+                "--checkpoint", str(ckpt))
+    assert ok.returncode == 0, explain(ok)
+    (good,) = list(ckpt.iterdir())
+    before = good.read_bytes()
+    other = launch(2, "run", "dp-adam", "--config", JOB, "--set", "train.steps=30", "--out", str(tmp_path / "r2.h5"),
+                   "--checkpoint", str(ckpt), "--resume")
+    assert other.returncode == 2 and "another config" in other.stderr, explain(other)
+    sizes = launch(1, "run", "dp-adam", "--config", JOB, "--set", "train.steps=20", "--out", str(tmp_path / "r3.h5"),
+                   "--checkpoint", str(ckpt), "--resume")
+    assert sizes.returncode == 2 and "written by 2 ranks" in sizes.stderr, explain(sizes)
+
+    good.write_bytes(before[: len(before) // 3])
+    trunc = launch(2, "run", "dp-adam", "--config", JOB, "--set", "train.steps=20", "--out", str(tmp_path / "r4.h5"),
+                   "--checkpoint", str(ckpt), "--resume")
+    lines = trunc.stderr.strip().splitlines()
+    assert trunc.returncode == 2 and len(lines) == 1 and "unreadable" in lines[0], explain(trunc)
+    assert not (tmp_path / "r4.h5").exists()
+
+
+def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    ckpt = tmp_path / "ckpt"
+    proc = launch(2, "run", "dp-adam", "--config", JOB, "--set", "train.lr=1e30", "--set", "checkpoint.every=1",
+                  "--out", str(tmp_path / "r.h5"), "--checkpoint", str(ckpt))
+    assert proc.returncode == 3 and "diverged at step" in proc.stderr, explain(proc)
+    with h5py.File(tmp_path / "r.h5") as f:
+        assert f.attrs["status"] == "failed" and "diverged" in f.attrs["error"]
+        last_step = int(f["metrics/step"][-1])
+    kept = sorted(p.name for p in ckpt.iterdir())
+    assert kept and kept[-1] == f"checkpoint-{last_step:09d}.h5"
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_analyze_prints_a_run(tmp_path, n):
+    import subprocess
+
+    out = tmp_path / "r.h5"
+    proc = launch(n, "run", "dp-adam", "--config", JOB, "--set", "train.steps=30", "--set", "train.eval_every=10",
+                  "--out", str(out))
+    assert proc.returncode == 0, explain(proc)
+    table = subprocess.run([str(BIN / "mpihybrid"), "analyze", str(out)], capture_output=True, text=True, timeout=60)
+    assert table.returncode == 0, explain(table)
+    assert "| step | wall_time | train_loss | test_loss | test_accuracy |" in table.stdout
+    assert len([line for line in table.stdout.splitlines() if line.startswith("| ")]) == 31
