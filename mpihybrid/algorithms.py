@@ -9,6 +9,9 @@ from mpihybrid.config import COMMON_SECTIONS
 
 MODULES = {
     "dp-adam": "mpihybrid.dp",
+    "decomfl": "mpihybrid.fl.decomfl",
+    "fedavg": "mpihybrid.fl.fedavg",
+    "fedzo": "mpihybrid.fl.fedzo",
 }
 
 

@@ -120,12 +120,12 @@ class Run:
 
     # -- the end -------------------------------------------------------------------------
     def finish(self, params: Iterable[torch.Tensor], memory: dict[str, int] | None = None,
-               error: str = "") -> None:
+               per_rank: dict[str, float] | None = None, error: str = "") -> None:
         """Collective: write the results file and print the summary on rank 0."""
         if self._bar is not None:
             self._bar.close()
         status = STATUS_FAILED if error else STATUS_COMPLETED
-        self.results.finish(status=status, params=params, memory=memory, error=error)
+        self.results.finish(status=status, params=params, memory=memory, per_rank=per_rank, error=error)
         if self.is_root:
             self.print_summary(status, error)
 

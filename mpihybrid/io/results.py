@@ -5,7 +5,8 @@
 /metrics/   equal-length 1-D datasets indexed by ``step`` (NaN where a metric was not measured)
 /comm/<kind>/{calls,payload_bytes,received_bytes,seconds}   one entry per rank
 /memory/    peak_rss_bytes and algorithm-specific byte counts, one entry per rank
-/final/     param_sha256 (one hex string per rank) and the final metrics as scalars
+/final/     param_sha256 (one hex string per rank), the final metrics as scalars, and
+            algorithm counters with one entry per rank (e.g. DeComFL's replayed_rounds)
 """
 
 from __future__ import annotations
@@ -96,6 +97,8 @@ class RunResults:
                 fin.create_dataset(name, data=value)
             if per_rank is None:
                 return
+            for key in sorted({k for r in per_rank for k in r["values"]}):
+                fin.create_dataset(key, data=np.array([r["values"].get(key, np.nan) for r in per_rank]))
             fin.create_dataset("param_sha256", data=np.array([r["sha"] for r in per_rank], dtype=object),
                                dtype=h5py.string_dtype())
             mem = f.create_group("memory")
@@ -120,10 +123,12 @@ class RunResults:
             self._write(STATUS_FAILED, error, None, {})
 
     def finish(self, *, status: str, params: Iterable[torch.Tensor], memory: dict[str, int] | None = None,
-               error: str = "") -> None:
-        """Collective over the world: gather hashes, memory and comm totals; rank 0 writes."""
+               per_rank: dict[str, float] | None = None, error: str = "") -> None:
+        """Collective over the world: gather hashes, memory, comm totals and ``per_rank``
+        values (written as /final/<name>, one entry per rank); rank 0 writes."""
         mine = {
             "sha": param_sha256(params),
+            "values": per_rank or {},
             "memory": {"peak_rss_bytes": peak_rss_bytes(), **(memory or {})},
             "comm": {k: (t.calls, t.sent_bytes, t.received_bytes, t.seconds) for k, t in self.comm.stats.by_kind().items()},
         }

@@ -1,0 +1,134 @@
+"""What the federated algorithms share: config sections, virtual clients on ranks, client
+sampling, derived client batches, a flat-vector view of the model, server-side evaluation.
+
+Rounds are ``train.steps``; ``train.batch_size`` is a client's batch per local step;
+``train.lr``, ``train.momentum`` and ``train.weight_decay`` set the update rule.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from mpihybrid.comm import assign_clients
+from mpihybrid.config import Config, ConfigError, require
+from mpihybrid.data import Dataset, load_dataset, partition
+from mpihybrid.harness import Run
+from mpihybrid.models import build_model, evaluation_sums
+from mpihybrid.seeding import numpy_rng
+
+
+@dataclass
+class FLConfig:
+    clients: int = 8              # M virtual clients, spread over the ranks (M >> ranks is fine)
+    sampled: int = 2              # m clients sampled per round
+    local_steps: int = 1          # K local steps per sampled client per round
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+
+    def check(self) -> None:
+        require(self.clients >= 1, "fl.clients", f"must be >= 1, got {self.clients}")
+        require(1 <= self.sampled <= self.clients, "fl.sampled",
+                f"must be in [1, fl.clients = {self.clients}], got {self.sampled}")
+        require(self.local_steps >= 1, "fl.local_steps", f"must be >= 1, got {self.local_steps}")
+
+
+@dataclass
+class ZOConfig:
+    perturbations: int = 5        # P directions per local step
+    mu: float = 1e-3              # finite-difference step
+    estimator: Literal["forward", "central"] = "forward"
+    direction: Literal["gaussian", "sphere"] = "gaussian"
+
+    def check(self) -> None:
+        require(self.perturbations >= 1, "zo.perturbations", f"must be >= 1, got {self.perturbations}")
+        require(self.mu > 0, "zo.mu", f"must be > 0, got {self.mu}")
+
+
+def validate_federation(config: Config, world_size: int) -> None:
+    require(config.fl.clients >= world_size, "fl.clients",
+            f"{config.fl.clients} clients cannot occupy {world_size} ranks; use at least as many clients as ranks")
+
+
+def sampled_clients(seed: int, round_: int, clients: int, sampled: int) -> np.ndarray:
+    """The round's clients, sorted; the same on every rank without a message."""
+    return np.sort(numpy_rng(seed, "fl-sample", round_).choice(clients, sampled, replace=False))
+
+
+def learning_rate(config: Config, round_: int) -> float:
+    lr = config.train.lr
+    if config.fl.lr_schedule == "cosine":
+        return 0.5 * lr * (1 + math.cos(math.pi * round_ / config.train.steps))
+    return lr
+
+
+class FlatModel:
+    """A model evaluated at a flat float32 parameter vector (torch.func, no in-place edits)."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.names = [n for n, _ in model.named_parameters()]
+        self.shapes = [p.shape for p in model.parameters()]
+        self.sizes = [p.numel() for p in model.parameters()]
+        self.d = sum(self.sizes)
+
+    def initial(self) -> torch.Tensor:
+        return torch.cat([p.detach().reshape(-1) for p in self.model.parameters()]).clone()
+
+    def params(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {n: t.view(s) for n, t, s in zip(self.names, torch.split(x, self.sizes), self.shapes)}
+
+    @torch.no_grad()
+    def loss(self, x: torch.Tensor, xb: torch.Tensor, yb: torch.Tensor) -> float:
+        return float(nn.functional.cross_entropy(functional_call(self.model, self.params(x), (xb,)), yb))
+
+    def tensors(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return list(torch.split(x, self.sizes))
+
+    @torch.no_grad()
+    def load_into_model(self, x: torch.Tensor) -> nn.Module:
+        torch.nn.utils.vector_to_parameters(x, self.model.parameters())
+        return self.model
+
+
+class Federation:
+    """The data, clients and model of one federated run, as seen from this rank."""
+
+    def __init__(self, run: Run):
+        cfg = run.config
+        self.run, self.config, self.world = run, cfg, run.world
+        self.data: Dataset = load_dataset(cfg.data, cfg.seed)
+        self.client_indices = partition(self.data.y_train, cfg.fl.clients, cfg.seed, cfg.data.partition,
+                                        alpha=cfg.data.alpha, shards_per_client=cfg.data.shards_per_client)
+        empty = [k for k, idx in enumerate(self.client_indices) if len(idx) == 0]
+        if empty:
+            raise ConfigError("data.partition", f"clients {empty[:5]} received no samples; use fewer clients or a "
+                              f"larger data.alpha")
+        self.sizes = np.array([len(i) for i in self.client_indices])
+        self.mine = list(assign_clients(cfg.fl.clients, self.world.size)[self.world.rank])
+        self.x_train, self.y_train = torch.from_numpy(self.data.x_train), torch.from_numpy(self.data.y_train)
+        self.flat = FlatModel(build_model(cfg.model, self.data.input_shape, self.data.num_classes, cfg.seed))
+
+    def sampled(self, round_: int) -> np.ndarray:
+        return sampled_clients(self.config.seed, round_, self.config.fl.clients, self.config.fl.sampled)
+
+    def batch(self, client: int, round_: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Client's batch for a local step, drawn from (seed, client, round, step): no stored state."""
+        idx = self.client_indices[client]
+        b = min(self.config.train.batch_size, len(idx))
+        pick = numpy_rng(self.config.seed, "fl-batch", client, round_, step).choice(len(idx), b, replace=False)
+        sel = torch.from_numpy(idx[np.sort(pick)])
+        return self.x_train[sel], self.y_train[sel]
+
+    def evaluate(self, x: torch.Tensor) -> dict[str, float]:
+        """Rank 0: the global model's test loss/accuracy and its loss on the whole training set."""
+        model = self.flat.load_into_model(x)
+        model.eval()
+        tl, tc, tn = evaluation_sums(model, torch.from_numpy(self.data.x_test), torch.from_numpy(self.data.y_test))
+        rl, _, rn = evaluation_sums(model, self.x_train, self.y_train)
+        return {"train_loss": rl / rn, "test_loss": tl / tn, "test_accuracy": tc / tn}

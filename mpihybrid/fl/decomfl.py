@@ -1,0 +1,166 @@
+"""DeComFL (arXiv 2405.15861): zeroth-order federated learning whose rounds move only scalars.
+
+Round r, with sampled clients S_r (derived from the seed, never sent):
+1. Each sampled client rebuilds the global model lazily: it replays the rounds it missed from
+   the (round, ḡ) history, starting from its snapshot (the global model when it last took
+   part), and keeps the result as its new snapshot.
+2. It runs K local ZO-SGD steps; step j uses P directions z_{r,j,p} derived from
+   (seed, r, j, p) and shared by all clients of the round, and yields P scalars
+   g_{j,p} = (f(x + μz) − f(x))/μ on its batch. Its local model is then discarded.
+3. One Allreduce of K·P float32 sums the scalars (zeros from ranks without sampled clients);
+   ḡ = sum / m is the round's whole update. The server (rank 0) applies it to its
+   evaluation model; every rank appends (r, ḡ) to its copy of the history and prunes rounds
+   older than the stalest client's snapshot.
+Replaying a round and taking a local step call the same `SGDRule.step` on regenerated
+directions, so every client's rebuilt model is bitwise equal to the server's.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from mpihybrid.config import Config
+from mpihybrid.fl.common import FLConfig, Federation, ZOConfig, learning_rate, validate_federation
+from mpihybrid.harness import Diverged, Run
+from mpihybrid.io.results import param_sha256
+from mpihybrid.solvers.zeroth_order import SGDRule, direction, finite_differences
+
+SECTIONS = {"fl": FLConfig, "zo": ZOConfig}
+
+
+def validate(config: Config, world_size: int) -> None:
+    validate_federation(config, world_size)
+
+
+class DeComFL:
+    def __init__(self, fed: Federation):
+        cfg = fed.config
+        self.fed, self.cfg = fed, cfg
+        self.rule = SGDRule(cfg.train.momentum, cfg.train.weight_decay)
+        self.K, self.P = cfg.fl.local_steps, cfg.zo.perturbations
+        x0 = fed.flat.initial()
+        # Snapshots (model, momentum buffer) of this rank's clients and the round they hold.
+        self.snapshots = {k: (x0.clone(), torch.zeros_like(x0)) for k in fed.mine}
+        self.synced = np.zeros(cfg.fl.clients, dtype=np.int64)  # every client's snapshot round, on every rank
+        self.history: dict[int, torch.Tensor] = {}
+        self.server = (x0.clone(), torch.zeros_like(x0)) if fed.world.rank == 0 else None
+        self.replayed = 0
+
+    def directions(self, round_: int, step: int) -> list[torch.Tensor]:
+        z = self.cfg.zo
+        return [direction(self.fed.flat.d, self.cfg.seed, ("decomfl", round_, step, p), z.direction)
+                for p in range(self.P)]
+
+    def apply_round(self, state: tuple[torch.Tensor, torch.Tensor], round_: int, gbar: torch.Tensor) -> None:
+        x, buf = state
+        lr = learning_rate(self.cfg, round_)
+        for j in range(self.K):
+            self.rule.step(x, buf, gbar[j], self.directions(round_, j), lr)
+
+    def rebuild(self, client: int, round_: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, buf = self.snapshots[client]
+        for r in range(int(self.synced[client]), round_):
+            self.apply_round((x, buf), r, self.history[r])
+            self.replayed += 1
+        self.synced[client] = round_
+        return x, buf
+
+    def local_update(self, client: int, round_: int, x: torch.Tensor, buf: torch.Tensor) -> torch.Tensor:
+        fed, z = self.fed, self.cfg.zo
+        x, buf = x.clone(), buf.clone()  # the snapshot stays; this copy is thrown away
+        scalars = torch.zeros(self.K, self.P, dtype=torch.float32)
+        lr = learning_rate(self.cfg, round_)
+        for j in range(self.K):
+            xb, yb = fed.batch(client, round_, j)
+            dirs = self.directions(round_, j)
+            scalars[j], _ = finite_differences(lambda v: fed.flat.loss(v, xb, yb), x, dirs, z.mu, z.estimator)
+            self.rule.step(x, buf, scalars[j], dirs, lr)
+        return scalars
+
+    def round(self, round_: int) -> torch.Tensor:
+        fed = self.fed
+        total = torch.zeros(self.K, self.P, dtype=torch.float32)
+        for k in fed.sampled(round_):
+            if k in self.snapshots:
+                total += self.local_update(k, round_, *self.rebuild(k, round_))
+            else:
+                self.synced[k] = round_
+        with fed.world.stats.label("round"):
+            fed.world.Allreduce(total)
+        gbar = total / self.cfg.fl.sampled
+        if not torch.isfinite(gbar).all():
+            raise Diverged(f"training diverged in round {round_ + 1}: non-finite ZO scalars")
+        self.history[round_] = gbar
+        if self.server is not None:
+            self.apply_round(self.server, round_, gbar)
+        for r in [r for r in self.history if r < self.synced.min()]:
+            del self.history[r]
+        return gbar
+
+    def catch_up_all(self, rounds: int) -> list[torch.Tensor]:
+        """Bring every client on this rank to the final global model; check they agree bitwise."""
+        models = [self.rebuild(k, rounds)[0] for k in self.fed.mine]
+        hashes = {param_sha256([x]) for x in models}
+        if self.server is not None:
+            hashes.add(param_sha256([self.server[0]]))
+        if len(hashes) != 1:
+            raise RuntimeError(f"rank {self.fed.world.rank}: rebuilt client models differ from each other or the server")
+        return models[0]
+
+    # -- checkpoint state ----------------------------------------------------------------
+    def shared_state(self) -> dict:
+        rounds = sorted(self.history)
+        return {"synced": self.synced.copy(), "history/rounds": np.array(rounds, dtype=np.int64),
+                "history/gbar": torch.stack([self.history[r] for r in rounds]) if rounds
+                else torch.zeros(0, self.K, self.P)}
+
+    def local_state(self) -> dict:
+        tree = {"replayed": self.replayed}
+        for k, (x, buf) in self.snapshots.items():
+            tree[f"client/{k}/x"], tree[f"client/{k}/buf"] = x, buf
+        if self.server is not None:
+            tree["server/x"], tree["server/buf"] = self.server
+        return tree
+
+    def load(self, shared: dict, local: dict) -> None:
+        self.synced = np.asarray(shared["synced"]).copy()
+        self.history = {int(r): g.clone() for r, g in zip(shared["history/rounds"], shared["history/gbar"])}
+        self.replayed = int(local["replayed"])
+        self.snapshots = {k: (local[f"client/{k}/x"].clone(), local[f"client/{k}/buf"].clone()) for k in self.fed.mine}
+        if self.server is not None:
+            self.server = (local["server/x"].clone(), local["server/buf"].clone())
+
+
+def run(run: Run) -> None:
+    cfg = run.config
+    fed = Federation(run)
+    algo = DeComFL(fed)
+    if run.resumed is not None:
+        algo.load(run.resumed[1], run.resumed[2])
+    run.set_threads()
+    rounds, error = cfg.train.steps, ""
+    try:
+        for r in range(run.start_step, rounds):
+            step = r + 1
+            run.step_hook(step)
+            before = fed.world.stats.total(phase="round")
+            algo.round(r)
+            moved = fed.world.stats.total(phase="round") - before
+            row = {"wall_time": run.elapsed(), "uplink_bytes": moved.sent_bytes, "downlink_bytes": moved.received_bytes,
+                   "history_length": len(algo.history)}
+            if run.is_root and (step % cfg.train.eval_every == 0 or step == rounds):
+                row.update(fed.evaluate(algo.server[0]))
+                run.progress(step, rounds, loss=row["train_loss"], acc=row["test_accuracy"])
+            run.results.log(step, **row)
+            if run.checkpoint_due(step, rounds):
+                run.save(step, algo.shared_state(), algo.local_state())
+    except Diverged as exc:
+        error = str(exc)
+    # After a divergence the snapshots are hashed as they are; the results file says "failed".
+    final = next(iter(algo.snapshots.values()))[0] if error else algo.catch_up_all(rounds)
+    run.finish(fed.flat.tensors(final), memory={"client_state_bytes": sum(x.nbytes + b.nbytes for x, b in
+                                                                         algo.snapshots.values())},
+               per_rank={"replayed_rounds": algo.replayed}, error=error)
+    if error:
+        raise Diverged(error)

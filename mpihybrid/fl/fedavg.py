@@ -1,0 +1,97 @@
+"""FedAvg: sampled clients run K local SGD steps from the global model and upload their
+d-dimensional models, averaged with weights n_k / Σ n (known on every rank from the seeded
+partition, so only the weighted models travel: one Allreduce of d float32 per round).
+
+`averaging_round` is shared with FedZO, which differs only in its local update.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from mpihybrid.config import Config
+from mpihybrid.fl.common import FLConfig, Federation, learning_rate, validate_federation
+from mpihybrid.harness import Diverged, Run
+
+SECTIONS = {"fl": FLConfig}
+LocalUpdate = Callable[[int, int, torch.Tensor], torch.Tensor]  # (client, round, x) -> new x
+
+
+def validate(config: Config, world_size: int) -> None:
+    validate_federation(config, world_size)
+
+
+def sgd_update(fed: Federation) -> LocalUpdate:
+    cfg = fed.config
+    flat = fed.flat
+
+    def update(client: int, round_: int, x: torch.Tensor) -> torch.Tensor:
+        lr, buf = learning_rate(cfg, round_), torch.zeros_like(x)
+        for j in range(cfg.fl.local_steps):
+            xb, yb = fed.batch(client, round_, j)
+            xg = x.detach().requires_grad_(True)
+            loss = nn.functional.cross_entropy(functional_call(flat.model, flat.params(xg), (xb,)), yb)
+            (g,) = torch.autograd.grad(loss, xg)
+            if cfg.train.weight_decay:
+                g = g + cfg.train.weight_decay * x
+            if cfg.train.momentum:
+                buf.mul_(cfg.train.momentum).add_(g)
+                g = buf
+            x = x - lr * g
+        return x.detach()
+
+    return update
+
+
+def averaging_round(fed: Federation, x: torch.Tensor, round_: int, local_update: LocalUpdate) -> torch.Tensor:
+    """One FedAvg-style round; returns the new global model (identical on every rank)."""
+    sampled = fed.sampled(round_)
+    weights = fed.sizes[sampled] / fed.sizes[sampled].sum()
+    acc = torch.zeros_like(x)
+    for k, w in zip(sampled, weights):
+        if k in fed.mine:
+            acc.add_(local_update(int(k), round_, x.clone()), alpha=float(w))
+    with fed.world.stats.label("round"):
+        fed.world.Allreduce(acc)
+    if not torch.isfinite(acc).all():
+        raise Diverged(f"training diverged in round {round_ + 1}: non-finite model")
+    return acc
+
+
+def run_averaging(run: Run, make_update: Callable[[Federation], LocalUpdate]) -> None:
+    """The loop FedAvg and FedZO share: rounds, metrics, checkpoints, the end."""
+    cfg = run.config
+    fed = Federation(run)
+    x = fed.flat.initial()
+    if run.resumed is not None:
+        x = run.resumed[1]["global/x"].clone()
+    run.set_threads()
+    update = make_update(fed)
+    rounds, error = cfg.train.steps, ""
+    try:
+        for r in range(run.start_step, rounds):
+            step = r + 1
+            run.step_hook(step)
+            before = fed.world.stats.total(phase="round")
+            x = averaging_round(fed, x, r, update)
+            moved = fed.world.stats.total(phase="round") - before
+            row = {"wall_time": run.elapsed(), "uplink_bytes": moved.sent_bytes, "downlink_bytes": moved.received_bytes}
+            if run.is_root and (step % cfg.train.eval_every == 0 or step == rounds):
+                row.update(fed.evaluate(x))
+                run.progress(step, rounds, loss=row["train_loss"], acc=row["test_accuracy"])
+            run.results.log(step, **row)
+            if run.checkpoint_due(step, rounds):
+                run.save(step, {"global/x": x}, {})
+    except Diverged as exc:
+        error = str(exc)
+    run.finish(fed.flat.tensors(x), error=error)
+    if error:
+        raise Diverged(error)
+
+
+def run(run: Run) -> None:
+    run_averaging(run, sgd_update)

@@ -1,0 +1,1 @@
+"""Numerical kernels with no MPI policy (a sharded kernel takes a communicator argument)."""
