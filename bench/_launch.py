@@ -1,0 +1,35 @@
+"""Helpers for the benchmarks: launch `mpihybrid run` jobs and read their results files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_job(ranks: int, algorithm: str, config: Path, out: Path, *overrides: str, timeout: float = 1800) -> dict:
+    """Run one job to completion (raising with its output on failure) and return its metrics."""
+    cmd = [str(BIN / "mpiexec"), "-n", str(ranks), str(BIN / "mpihybrid"), "run", algorithm, "--config", str(config),
+           "--out", str(out)]
+    for o in overrides:
+        cmd += ["--set", o]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    with h5py.File(out) as f:
+        metrics = {k: f["metrics"][k][()] for k in f["metrics"]}
+        comm = {kind: {k: g[k][()] for k in g} for kind, g in f["comm"].items()}
+        sha = [s.decode() for s in f["final/param_sha256"][()]]
+    return {"metrics": metrics, "comm": comm, "sha": sha}
+
+
+def first_step_reaching(metrics: dict, name: str, target: float) -> int | None:
+    values = metrics[name]
+    hit = np.flatnonzero(~np.isnan(values) & (values >= target))
+    return int(metrics["step"][hit[0]]) if len(hit) else None
