@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
@@ -19,7 +19,7 @@ from torch.func import functional_call
 from mpihybrid.comm import assign_clients
 from mpihybrid.config import Config, ConfigError, require
 from mpihybrid.data import Dataset, load_dataset, partition
-from mpihybrid.harness import Run
+from mpihybrid.harness import Diverged, Run
 from mpihybrid.models import build_model, evaluation_sums
 from mpihybrid.seeding import numpy_rng
 
@@ -132,3 +132,29 @@ class Federation:
         tl, tc, tn = evaluation_sums(model, torch.from_numpy(self.data.x_test), torch.from_numpy(self.data.y_test))
         rl, _, rn = evaluation_sums(model, self.x_train, self.y_train)
         return {"train_loss": rl / rn, "test_loss": tl / tn, "test_accuracy": tc / tn}
+
+
+def run_rounds(run: Run, fed: Federation, play_round: Callable[[int], dict[str, float]],
+               global_model: Callable[[], torch.Tensor],
+               checkpoint_state: Callable[[], tuple[dict[str, Any], dict[str, Any]]]) -> str:
+    """The round loop every federated algorithm shares: bytes measured per round, evaluation
+    of the global model on rank 0, metrics, checkpoints. Returns the divergence message, or ""."""
+    rounds, every = run.config.train.steps, run.config.train.eval_every
+    try:
+        for r in range(run.start_step, rounds):
+            step = r + 1
+            run.step_hook(step)
+            before = fed.world.stats.total(phase="round")
+            extra = play_round(r)
+            moved = fed.world.stats.total(phase="round") - before
+            row = {"wall_time": run.elapsed(), "uplink_bytes": moved.sent_bytes,
+                   "downlink_bytes": moved.received_bytes, **extra}
+            if run.is_root and (step % every == 0 or step == rounds):
+                row.update(fed.evaluate(global_model()))
+                run.progress(step, rounds, loss=row["train_loss"], acc=row["test_accuracy"])
+            run.results.log(step, **row)
+            if run.checkpoint_due(step, rounds):
+                run.save(step, *checkpoint_state())
+    except Diverged as exc:
+        return str(exc)
+    return ""

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from mpihybrid.config import Config
-from mpihybrid.fl.common import FLConfig, Federation, ZOConfig, learning_rate, validate_federation
+from mpihybrid.fl.common import FLConfig, Federation, ZOConfig, learning_rate, run_rounds, validate_federation
 from mpihybrid.harness import Diverged, Run
 from mpihybrid.io.results import param_sha256
 from mpihybrid.solvers.zeroth_order import SGDRule, direction, finite_differences
@@ -133,32 +133,19 @@ class DeComFL:
 
 
 def run(run: Run) -> None:
-    cfg = run.config
     fed = Federation(run)
     algo = DeComFL(fed)
     if run.resumed is not None:
         algo.load(run.resumed[1], run.resumed[2])
     run.set_threads()
-    rounds, error = cfg.train.steps, ""
-    try:
-        for r in range(run.start_step, rounds):
-            step = r + 1
-            run.step_hook(step)
-            before = fed.world.stats.total(phase="round")
-            algo.round(r)
-            moved = fed.world.stats.total(phase="round") - before
-            row = {"wall_time": run.elapsed(), "uplink_bytes": moved.sent_bytes, "downlink_bytes": moved.received_bytes,
-                   "history_length": len(algo.history)}
-            if run.is_root and (step % cfg.train.eval_every == 0 or step == rounds):
-                row.update(fed.evaluate(algo.server[0]))
-                run.progress(step, rounds, loss=row["train_loss"], acc=row["test_accuracy"])
-            run.results.log(step, **row)
-            if run.checkpoint_due(step, rounds):
-                run.save(step, algo.shared_state(), algo.local_state())
-    except Diverged as exc:
-        error = str(exc)
+
+    def play(round_: int) -> dict[str, float]:
+        algo.round(round_)
+        return {"history_length": len(algo.history)}
+
+    error = run_rounds(run, fed, play, lambda: algo.server[0], lambda: (algo.shared_state(), algo.local_state()))
     # After a divergence the snapshots are hashed as they are; the results file says "failed".
-    final = next(iter(algo.snapshots.values()))[0] if error else algo.catch_up_all(rounds)
+    final = next(iter(algo.snapshots.values()))[0] if error else algo.catch_up_all(run.config.train.steps)
     run.finish(fed.flat.tensors(final), memory={"client_state_bytes": sum(x.nbytes + b.nbytes for x, b in
                                                                          algo.snapshots.values())},
                per_rank={"replayed_rounds": algo.replayed}, error=error)

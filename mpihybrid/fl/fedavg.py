@@ -14,7 +14,7 @@ from torch import nn
 from torch.func import functional_call
 
 from mpihybrid.config import Config
-from mpihybrid.fl.common import FLConfig, Federation, learning_rate, validate_federation
+from mpihybrid.fl.common import FLConfig, Federation, learning_rate, run_rounds, validate_federation
 from mpihybrid.harness import Diverged, Run
 
 SECTIONS = {"fl": FLConfig}
@@ -63,32 +63,20 @@ def averaging_round(fed: Federation, x: torch.Tensor, round_: int, local_update:
 
 
 def run_averaging(run: Run, make_update: Callable[[Federation], LocalUpdate]) -> None:
-    """The loop FedAvg and FedZO share: rounds, metrics, checkpoints, the end."""
-    cfg = run.config
+    """FedAvg and FedZO: the shared round loop with a model average per round."""
     fed = Federation(run)
-    x = fed.flat.initial()
+    state = {"global/x": fed.flat.initial()}
     if run.resumed is not None:
-        x = run.resumed[1]["global/x"].clone()
+        state["global/x"] = run.resumed[1]["global/x"].clone()
     run.set_threads()
     update = make_update(fed)
-    rounds, error = cfg.train.steps, ""
-    try:
-        for r in range(run.start_step, rounds):
-            step = r + 1
-            run.step_hook(step)
-            before = fed.world.stats.total(phase="round")
-            x = averaging_round(fed, x, r, update)
-            moved = fed.world.stats.total(phase="round") - before
-            row = {"wall_time": run.elapsed(), "uplink_bytes": moved.sent_bytes, "downlink_bytes": moved.received_bytes}
-            if run.is_root and (step % cfg.train.eval_every == 0 or step == rounds):
-                row.update(fed.evaluate(x))
-                run.progress(step, rounds, loss=row["train_loss"], acc=row["test_accuracy"])
-            run.results.log(step, **row)
-            if run.checkpoint_due(step, rounds):
-                run.save(step, {"global/x": x}, {})
-    except Diverged as exc:
-        error = str(exc)
-    run.finish(fed.flat.tensors(x), error=error)
+
+    def play(round_: int) -> dict[str, float]:
+        state["global/x"] = averaging_round(fed, state["global/x"], round_, update)
+        return {}
+
+    error = run_rounds(run, fed, play, lambda: state["global/x"], lambda: (dict(state), {}))
+    run.finish(fed.flat.tensors(state["global/x"]), error=error)
     if error:
         raise Diverged(error)
 
