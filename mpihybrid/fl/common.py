@@ -22,6 +22,7 @@ from mpihybrid.data import Dataset, load_dataset, partition
 from mpihybrid.harness import Diverged, Run
 from mpihybrid.models import build_model, evaluation_sums
 from mpihybrid.seeding import numpy_rng
+from mpihybrid.solvers.zeroth_order import SGDRule, finite_differences
 
 
 @dataclass
@@ -101,7 +102,7 @@ class Federation:
 
     def __init__(self, run: Run):
         cfg = run.config
-        self.run, self.config, self.world = run, cfg, run.world
+        self.config, self.world = cfg, run.world
         self.data: Dataset = load_dataset(cfg.data, cfg.seed)
         self.client_indices = partition(self.data.y_train, cfg.fl.clients, cfg.seed, cfg.data.partition,
                                         alpha=cfg.data.alpha, shards_per_client=cfg.data.shards_per_client)
@@ -132,6 +133,24 @@ class Federation:
         tl, tc, tn = evaluation_sums(model, torch.from_numpy(self.data.x_test), torch.from_numpy(self.data.y_test))
         rl, _, rn = evaluation_sums(model, self.x_train, self.y_train)
         return {"train_loss": rl / rn, "test_loss": tl / tn, "test_accuracy": tc / tn}
+
+
+def zo_local_steps(fed: Federation, rule: SGDRule, client: int, round_: int, x: torch.Tensor, buf: torch.Tensor,
+                   directions: Callable[[int], list[torch.Tensor]]) -> torch.Tensor:
+    """A client's K local ZO-SGD steps, in place on (x, buf); returns its K×P scalars.
+
+    ``directions(j)`` gives step j's directions: shared by the round's clients in DeComFL,
+    the client's own in FedZO.
+    """
+    z = fed.config.zo
+    lr = learning_rate(fed.config, round_)
+    scalars = torch.zeros(fed.config.fl.local_steps, z.perturbations, dtype=torch.float32)
+    for j in range(fed.config.fl.local_steps):
+        xb, yb = fed.batch(client, round_, j)
+        dirs = directions(j)
+        scalars[j], _ = finite_differences(lambda v: fed.flat.loss(v, xb, yb), x, dirs, z.mu, z.estimator)
+        rule.step(x, buf, scalars[j], dirs, lr)
+    return scalars
 
 
 def run_rounds(run: Run, fed: Federation, play_round: Callable[[int], dict[str, float]],

@@ -21,10 +21,11 @@ import numpy as np
 import torch
 
 from mpihybrid.config import Config
-from mpihybrid.fl.common import FLConfig, Federation, ZOConfig, learning_rate, run_rounds, validate_federation
+from mpihybrid.fl.common import (FLConfig, Federation, ZOConfig, learning_rate, run_rounds, validate_federation,
+                                 zo_local_steps)
 from mpihybrid.harness import Diverged, Run
 from mpihybrid.io.results import param_sha256
-from mpihybrid.solvers.zeroth_order import SGDRule, direction, finite_differences
+from mpihybrid.solvers.zeroth_order import SGDRule, direction
 
 SECTIONS = {"fl": FLConfig, "zo": ZOConfig}
 
@@ -67,18 +68,11 @@ class DeComFL:
         return x, buf
 
     def local_update(self, client: int, round_: int, x: torch.Tensor, buf: torch.Tensor) -> torch.Tensor:
-        fed, z = self.fed, self.cfg.zo
-        x, buf = x.clone(), buf.clone()  # the snapshot stays; this copy is thrown away
-        scalars = torch.zeros(self.K, self.P, dtype=torch.float32)
-        lr = learning_rate(self.cfg, round_)
-        for j in range(self.K):
-            xb, yb = fed.batch(client, round_, j)
-            dirs = self.directions(round_, j)
-            scalars[j], _ = finite_differences(lambda v: fed.flat.loss(v, xb, yb), x, dirs, z.mu, z.estimator)
-            self.rule.step(x, buf, scalars[j], dirs, lr)
-        return scalars
+        # The snapshot stays; the copy the client trains is thrown away after its K steps.
+        return zo_local_steps(self.fed, self.rule, client, round_, x.clone(), buf.clone(),
+                              lambda j: self.directions(round_, j))
 
-    def round(self, round_: int) -> torch.Tensor:
+    def round(self, round_: int) -> None:
         fed = self.fed
         total = torch.zeros(self.K, self.P, dtype=torch.float32)
         for k in fed.sampled(round_):
@@ -94,11 +88,11 @@ class DeComFL:
         self.history[round_] = gbar
         if self.server is not None:
             self.apply_round(self.server, round_, gbar)
-        for r in [r for r in self.history if r < self.synced.min()]:
+        stalest = self.synced.min()
+        for r in [r for r in self.history if r < stalest]:
             del self.history[r]
-        return gbar
 
-    def catch_up_all(self, rounds: int) -> list[torch.Tensor]:
+    def catch_up_all(self, rounds: int) -> torch.Tensor:
         """Bring every client on this rank to the final global model; check they agree bitwise."""
         models = [self.rebuild(k, rounds)[0] for k in self.fed.mine]
         hashes = {param_sha256([x]) for x in models}

@@ -16,6 +16,7 @@ from torch.func import functional_call
 from mpihybrid.config import Config
 from mpihybrid.fl.common import FLConfig, Federation, learning_rate, run_rounds, validate_federation
 from mpihybrid.harness import Diverged, Run
+from mpihybrid.solvers.zeroth_order import SGDRule
 
 SECTIONS = {"fl": FLConfig}
 LocalUpdate = Callable[[int, int, torch.Tensor], torch.Tensor]  # (client, round, x) -> new x
@@ -26,8 +27,8 @@ def validate(config: Config, world_size: int) -> None:
 
 
 def sgd_update(fed: Federation) -> LocalUpdate:
-    cfg = fed.config
-    flat = fed.flat
+    cfg, flat = fed.config, fed.flat
+    rule = SGDRule(cfg.train.momentum, cfg.train.weight_decay)
 
     def update(client: int, round_: int, x: torch.Tensor) -> torch.Tensor:
         lr, buf = learning_rate(cfg, round_), torch.zeros_like(x)
@@ -36,13 +37,8 @@ def sgd_update(fed: Federation) -> LocalUpdate:
             xg = x.detach().requires_grad_(True)
             loss = nn.functional.cross_entropy(functional_call(flat.model, flat.params(xg), (xb,)), yb)
             (g,) = torch.autograd.grad(loss, xg)
-            if cfg.train.weight_decay:
-                g = g + cfg.train.weight_decay * x
-            if cfg.train.momentum:
-                buf.mul_(cfg.train.momentum).add_(g)
-                g = buf
-            x = x - lr * g
-        return x.detach()
+            rule.apply(x, buf, g, lr)
+        return x
 
     return update
 

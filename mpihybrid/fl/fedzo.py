@@ -7,10 +7,10 @@ from __future__ import annotations
 import torch
 
 from mpihybrid.config import Config
-from mpihybrid.fl.common import FLConfig, Federation, ZOConfig, learning_rate, validate_federation
+from mpihybrid.fl.common import FLConfig, Federation, ZOConfig, validate_federation, zo_local_steps
 from mpihybrid.fl.fedavg import LocalUpdate, run_averaging
 from mpihybrid.harness import Run
-from mpihybrid.solvers.zeroth_order import SGDRule, direction, finite_differences
+from mpihybrid.solvers.zeroth_order import SGDRule, direction
 
 SECTIONS = {"fl": FLConfig, "zo": ZOConfig}
 
@@ -24,13 +24,8 @@ def zo_update(fed: Federation) -> LocalUpdate:
     rule = SGDRule(cfg.train.momentum, cfg.train.weight_decay)
 
     def update(client: int, round_: int, x: torch.Tensor) -> torch.Tensor:
-        lr, buf = learning_rate(cfg, round_), torch.zeros_like(x)
-        for j in range(cfg.fl.local_steps):
-            xb, yb = fed.batch(client, round_, j)
-            dirs = [direction(fed.flat.d, cfg.seed, ("fedzo", round_, client, j, p), z.direction)
-                    for p in range(z.perturbations)]
-            scalars, _ = finite_differences(lambda v: fed.flat.loss(v, xb, yb), x, dirs, z.mu, z.estimator)
-            rule.step(x, buf, scalars, dirs, lr)
+        zo_local_steps(fed, rule, client, round_, x, torch.zeros_like(x), lambda j: [
+            direction(fed.flat.d, cfg.seed, ("fedzo", round_, client, j, p), z.direction) for p in range(z.perturbations)])
         return x
 
     return update

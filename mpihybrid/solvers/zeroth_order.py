@@ -48,21 +48,25 @@ def finite_differences(loss: LossFn, x: torch.Tensor, directions: Sequence[torch
 
 @dataclass(frozen=True)
 class SGDRule:
-    """SGD with L2 weight decay and heavy-ball momentum, applied to a ZO gradient estimate."""
+    """SGD with L2 weight decay and heavy-ball momentum, for gradients and ZO estimates alike."""
 
     momentum: float = 0.0
     weight_decay: float = 0.0
 
-    def step(self, x: torch.Tensor, buf: torch.Tensor, scalars: torch.Tensor,
-             directions: Sequence[torch.Tensor], lr: float) -> None:
-        """x ← x − lr·m with m = momentum·m + (1/P)Σ_p g_p z_p + wd·x, in this exact order."""
-        g = torch.zeros_like(x)
-        inv_p = 1.0 / len(directions)
-        for s, z in zip(scalars.tolist(), directions):
-            g.add_(z, alpha=s * inv_p)
+    def apply(self, x: torch.Tensor, buf: torch.Tensor, g: torch.Tensor, lr: float) -> None:
+        """x ← x − lr·m with m = momentum·m + g + wd·x, in place, in this exact order."""
         if self.weight_decay:
-            g.add_(x, alpha=self.weight_decay)
+            g = g.add(x, alpha=self.weight_decay)
         if self.momentum:
             buf.mul_(self.momentum).add_(g)
             g = buf
         x.add_(g, alpha=-lr)
+
+    def step(self, x: torch.Tensor, buf: torch.Tensor, scalars: torch.Tensor,
+             directions: Sequence[torch.Tensor], lr: float) -> None:
+        """`apply` to the ZO estimate (1/P)Σ_p g_p z_p, summed over p in order."""
+        g = torch.zeros_like(x)
+        inv_p = 1.0 / len(directions)
+        for s, z in zip(scalars.tolist(), directions):
+            g.add_(z, alpha=s * inv_p)
+        self.apply(x, buf, g, lr)
