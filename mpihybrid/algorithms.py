@@ -12,6 +12,8 @@ MODULES = {
     "decomfl": "mpihybrid.fl.decomfl",
     "fedavg": "mpihybrid.fl.fedavg",
     "fedzo": "mpihybrid.fl.fedzo",
+    "fedacnnl": "mpihybrid.fl.fedacnnl",
+    "pfedacnnl": "mpihybrid.fl.pfedacnnl",
 }
 
 

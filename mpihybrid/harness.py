@@ -16,6 +16,7 @@ from typing import Any, Iterable
 
 import torch
 from mpi4py import MPI
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from mpihybrid.comm import Comm
@@ -60,8 +61,11 @@ class Run:
 
     # -- setup ---------------------------------------------------------------------------
     def set_threads(self) -> int:
+        """Torch and BLAS (numpy/scipy/sklearn) threads per rank; oversubscribed BLAS threads
+        spinning beside a busy-polling MPI rank cost more than they give."""
         threads = self.config.train.threads or cores_per_rank(self.world)
         torch.set_num_threads(threads)
+        threadpool_limits(limits=threads)
         return threads
 
     @property

@@ -1,0 +1,179 @@
+"""pFedACnnL: cluster the clients, fit one FedACnnL model per group, personalise analytically
+(spec fedacnnl.md §3.2, INFERRED).
+
+1. Every client computes a grouping statistic (``pfl.grouping``): its label histogram (the
+   default, cheap and leaking little), its local ridge classifier on the raw inputs, or its
+   per-class mean inputs. One Allgatherv collects them; rank 0 runs K-means (k-means++,
+   ``n_init`` 10, seed from the config) and broadcasts the group of every client.
+2. One communicator per group (``Split`` of the ranks that host a client of that group); FedACnnL
+   runs inside each, layer by layer in lockstep with a global FedACnnL model on the world,
+   which is kept as an ablation. A rank hosting clients of several groups serves them in
+   group order, so no two groups wait on each other.
+3. Each client adapts its group model with no further communication:
+   W_k = (A_kᵀA_k + λI)⁻¹(A_kᵀY_k + λ W_group) on the classifier (``pfl.personalize = "last"``)
+   or layer by layer with its own pseudo-labels (``"all"``). λ = ``pfl.lam`` · tr(A_kᵀA_k)/dim,
+   so λ → ∞ gives the group model back and λ → 0 the client's own least squares.
+
+Reported: the mean local test accuracy over clients of the personalised models (plain and
+sample-weighted), of the group models and of the global model, and the global model's test
+accuracy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from mpi4py import MPI
+from sklearn.cluster import KMeans
+
+from mpihybrid.comm import Comm
+from mpihybrid.config import Config, require
+from mpihybrid.fl.acnnl import ACnnLConfig, Network
+from mpihybrid.fl.common import FLConfig, Federation
+from mpihybrid.fl.fedacnnl import (Client, LayerwiseFit, byte_marks, client_accuracies, client_accuracy_sums,
+                                   layer_row, local_clients, stream)
+from mpihybrid.fl.fedacnnl import validate as validate_fedacnnl
+from mpihybrid.harness import Run
+from mpihybrid.seeding import derive_seed
+from mpihybrid.solvers.least_squares import GramAccumulator, ridge_scale, ridge_solve
+
+
+@dataclass
+class PFLConfig:
+    groups: int = 2               # K-means clusters (one group model each)
+    grouping: Literal["labels", "classifier", "class-means"] = "labels"
+    lam: float = 1.0              # proximal weight, relative to tr(A_kᵀA_k)/dim
+    personalize: Literal["last", "all"] = "last"
+
+    def check(self) -> None:
+        require(self.groups >= 1, "pfl.groups", f"must be >= 1, got {self.groups}")
+        require(self.lam > 0, "pfl.lam", f"must be > 0, got {self.lam}")
+
+
+SECTIONS = {"fl": FLConfig, "acnnl": ACnnLConfig, "pfl": PFLConfig}
+
+
+def validate(config: Config, world_size: int) -> None:
+    validate_fedacnnl(config, world_size)
+    require(config.pfl.groups <= config.fl.clients, "pfl.groups",
+            f"{config.pfl.groups} groups for {config.fl.clients} clients; use at most one group per client")
+
+
+def grouping_statistic(kind: str, client: Client, num_classes: int) -> np.ndarray:
+    """The vector K-means sees for one client (unit length for the two model-based options)."""
+    y = client.y.numpy()
+    if kind == "labels":
+        return np.bincount(y, minlength=num_classes) / max(len(y), 1)
+    x = client.x.reshape(len(y), -1).to(torch.float64).numpy()
+    if kind == "classifier":
+        A = np.hstack([x, np.ones((len(y), 1))])
+        G = A.T @ A
+        stat = ridge_solve(G, A.T @ np.eye(num_classes)[y], ridge_scale(G, 1e-3) + 1e-12).W.ravel()
+    else:
+        stat = np.stack([x[y == c].mean(0) if (y == c).any() else np.zeros(x.shape[1]) for c in range(num_classes)]).ravel()
+    return stat / max(np.linalg.norm(stat), 1e-300)
+
+
+def assign_groups(world: Comm, fed: Federation, clients: list[Client], num_classes: int) -> np.ndarray:
+    """Collective: every client's group, from K-means on rank 0 over the gathered statistics."""
+    cfg = fed.config
+    mine = np.stack([grouping_statistic(cfg.pfl.grouping, c, num_classes) for c in clients])
+    width = mine.shape[1]
+    counts = world.mpi.allgather(mine.size)
+    gathered = np.empty(sum(counts))
+    with world.stats.label("grouping"):
+        world.Allgatherv(np.ascontiguousarray(mine).ravel(), gathered, counts)
+    stats = gathered.reshape(-1, width)   # rows in client order: ranks hold contiguous client ranges
+    groups = np.empty(cfg.fl.clients, dtype=np.int64)
+    if world.rank == 0:
+        km = KMeans(cfg.pfl.groups, init="k-means++", n_init=10, random_state=derive_seed(cfg.seed, "kmeans") % 2**31)
+        groups[:] = km.fit_predict(stats)
+    with world.stats.label("grouping"):
+        world.Bcast(groups, root=0)
+    return groups
+
+
+def personalize(net: Network, client: Client, group_weights: list[torch.Tensor], cfg: Config) -> list[torch.Tensor]:
+    """The client's proximal ridge solutions around its group model (no communication)."""
+    last = len(net) - 1
+    first = 0 if cfg.pfl.personalize == "all" else last
+    H = net.features(net.prepare(client.x), group_weights[:first])
+    weights = list(group_weights[:first])
+    for index in range(first, len(net)):
+        layer = net.layers[index]
+        acc = GramAccumulator(layer.dim, layer.out)
+        stream(net, index, H, client.y, acc, cfg.acnnl.batch_size)
+        G, B = acc.G.numpy(), acc.B.numpy()
+        lam = cfg.pfl.lam * float(np.trace(G)) / layer.dim
+        W = torch.from_numpy(ridge_solve(G, B, lam, prior=group_weights[index].numpy()).W)
+        weights.append(W)
+        if index < last:
+            H = net.features(H, [W], start=index)
+    return weights
+
+
+def group_fits(world: Comm, net: Network, clients: list[Client], groups: np.ndarray,
+               config: ACnnLConfig) -> dict[int, LayerwiseFit]:
+    """Collective: one sub-communicator (and fit) per group this rank hosts clients of."""
+    fits = {}
+    for g in range(int(groups.max()) + 1):
+        members = [c for c in clients if groups[c.index] == g]
+        sub = world.Split(0 if members else MPI.UNDEFINED, key=world.rank)
+        if sub is not None:
+            fits[g] = LayerwiseFit(net, sub, members, config, warn_privacy=False)  # the global fit warned
+    return fits
+
+
+def run(run: Run) -> None:
+    cfg = run.config
+    fed = Federation(run)
+    run.set_threads()
+    net = Network(cfg, fed.data.input_shape, fed.data.num_classes)
+    clients = local_clients(fed)
+    groups = assign_groups(run.world, fed, clients, fed.data.num_classes)
+    global_fit = LayerwiseFit(net, run.world, clients, cfg.acnnl)
+    fits = group_fits(run.world, net, clients, groups, cfg.acnnl)
+    if run.resumed is not None:
+        shared, local = run.resumed[1], run.resumed[2]
+        global_fit.restore([torch.as_tensor(shared[f"weights/{i}"]) for i in range(run.start_step)])
+        for g, fit in fits.items():
+            fit.restore([torch.as_tensor(local[f"group{g}/{i}"]) for i in range(run.start_step)])
+    L = len(net)
+    for index in range(run.start_step, L):
+        step = index + 1
+        run.step_hook(step)
+        before = byte_marks(run)
+        report = global_fit.fit_layer(index)
+        for g in sorted(fits):
+            fits[g].fit_layer(index)
+        row = layer_row(run, index, report, before)
+        if step == L:
+            row.update(evaluate(run, fed, net, clients, groups, global_fit, fits))
+        run.results.log(step, **row)
+        run.progress(step, L, loss=report.loss, cond=report.condition)
+        if run.checkpoint_dir is not None:
+            local = {f"group{g}/{i}": W for g, fit in fits.items() for i, W in enumerate(fit.weights)}
+            run.save(step, {f"weights/{i}": W for i, W in enumerate(global_fit.weights)}, local)
+    run.finish(global_fit.weights, per_rank={"groups_hosted": float(len(fits))})
+
+
+def evaluate(run: Run, fed: Federation, net: Network, clients: list[Client], groups: np.ndarray,
+             global_fit: LayerwiseFit, fits: dict[int, LayerwiseFit]) -> dict[str, float]:
+    """Mean local test accuracy over clients: personalised, group and global models."""
+    row = {"groups": float(len(np.unique(groups)))}
+    if run.is_root:
+        correct, count = net.accuracy_counts(torch.from_numpy(fed.data.x_test), torch.from_numpy(fed.data.y_test),
+                                             global_fit.weights)
+        row["test_accuracy"] = correct / count
+    personal = {c.index: personalize(net, c, fits[groups[c.index]].weights, run.config) for c in clients}
+    for prefix, weights_of in (("", lambda c: personal[c.index]),
+                               ("group_", lambda c: fits[groups[c.index]].weights),
+                               ("global_", lambda c: global_fit.weights)):
+        acc = client_accuracies(run.world, client_accuracy_sums(net, clients, weights_of))
+        if acc:
+            row[f"{prefix}mean_client_accuracy"] = acc["mean"]
+            row[f"{prefix}weighted_client_accuracy"] = acc["weighted"]
+    return row
