@@ -38,7 +38,7 @@ class DataConfig:
     test_fraction: float = 0.2    # held-out share for data sets without a fixed test split
     num_samples: int = 4000       # mnist1d and synthetic: samples generated
     standardize: bool = True      # zero mean, unit variance per feature, from training statistics
-    partition: Literal["iid", "dirichlet", "shards"] = "iid"
+    partition: Literal["iid", "dirichlet", "shards", "owner"] = "iid"   # owner: Synthetic's users
     alpha: float = 0.5            # Dirichlet concentration (partition = "dirichlet")
     shards_per_client: int = 2    # label shards per client (partition = "shards")
     synthetic_alpha: float = 0.5  # pFedMe Synthetic(alpha, beta): model heterogeneity

@@ -41,11 +41,20 @@ def shards(labels: np.ndarray, num_clients: int, seed: int, shards_per_client: i
     return [np.sort(np.concatenate([pieces[s] for s in row])) for row in deal]
 
 
+def by_owner(owners: np.ndarray, num_clients: int) -> list[np.ndarray]:
+    """The data set's own users (Synthetic's): user u goes to client u mod num_clients."""
+    return [np.flatnonzero(owners % num_clients == k) for k in range(num_clients)]
+
+
 def partition(labels: np.ndarray, num_clients: int, seed: int, scheme: str, *, alpha: float = 0.5,
-              shards_per_client: int = 2) -> list[np.ndarray]:
-    """Indices per client for ``scheme`` in iid | dirichlet | shards."""
+              shards_per_client: int = 2, owners: np.ndarray | None = None) -> list[np.ndarray]:
+    """Indices per client for ``scheme`` in iid | dirichlet | shards | owner."""
     if num_clients > len(labels):
         raise ConfigError("data.partition", f"{num_clients} clients but only {len(labels)} samples")
+    if scheme == "owner":
+        if owners is None:
+            raise ConfigError("data.partition", "'owner' needs a data set with users (data.name = 'synthetic')")
+        return by_owner(owners, num_clients)
     if scheme == "iid":
         return iid(labels, num_clients, seed)
     if scheme == "dirichlet":

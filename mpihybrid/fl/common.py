@@ -105,7 +105,8 @@ class Federation:
         self.config, self.world = cfg, run.world
         self.data: Dataset = load_dataset(cfg.data, cfg.seed)
         self.client_indices = partition(self.data.y_train, cfg.fl.clients, cfg.seed, cfg.data.partition,
-                                        alpha=cfg.data.alpha, shards_per_client=cfg.data.shards_per_client)
+                                        alpha=cfg.data.alpha, shards_per_client=cfg.data.shards_per_client,
+                                        owners=self.data.owner_train)
         empty = [k for k, idx in enumerate(self.client_indices) if len(idx) == 0]
         if empty:
             raise ConfigError("data.partition", f"clients {empty[:5]} received no samples; use fewer clients or a "

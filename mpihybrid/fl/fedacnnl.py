@@ -9,8 +9,8 @@ forward one layer and go on. L layers = L reductions. Because G and B are sums o
 the weights do not depend on how the samples are split over clients and ranks, nor on the
 batch sizes — which is why a slow client may use any batch size (``acnnl.adaptive_batch``).
 
-Every client participates in the single pass; ``fl.sampled``, ``fl.local_steps`` and the
-[train] learning-rate keys do not apply.
+Every client takes part in the single pass, so [fl] has only ``clients``; nothing of [train]
+but ``threads`` applies.
 """
 
 from __future__ import annotations
@@ -23,14 +23,22 @@ import numpy as np
 import torch
 
 from mpihybrid.comm import Comm
-from mpihybrid.config import Config
+from mpihybrid.config import Config, require
 from mpihybrid.fl.acnnl import ACnnLConfig, Network, check_config
-from mpihybrid.fl.common import FLConfig, Federation, validate_federation
+from mpihybrid.fl.common import Federation, validate_federation
 from mpihybrid.harness import Run
 from mpihybrid.seeding import numpy_rng
 from mpihybrid.solvers.least_squares import GramAccumulator, SolveError, ridge_scale, ridge_solve
 
-SECTIONS = {"fl": FLConfig, "acnnl": ACnnLConfig}
+@dataclass
+class AnalyticFLConfig:
+    clients: int = 8              # virtual clients, spread over the ranks (M >> ranks is fine)
+
+    def check(self) -> None:
+        require(self.clients >= 1, "fl.clients", f"must be >= 1, got {self.clients}")
+
+
+SECTIONS = {"fl": AnalyticFLConfig, "acnnl": ACnnLConfig}
 
 
 def validate(config: Config, world_size: int) -> None:

@@ -32,8 +32,8 @@ from sklearn.cluster import KMeans
 from mpihybrid.comm import Comm
 from mpihybrid.config import Config, require
 from mpihybrid.fl.acnnl import ACnnLConfig, Network
-from mpihybrid.fl.common import FLConfig, Federation
-from mpihybrid.fl.fedacnnl import (Client, LayerwiseFit, byte_marks, client_accuracies, client_accuracy_sums,
+from mpihybrid.fl.common import Federation
+from mpihybrid.fl.fedacnnl import (AnalyticFLConfig, Client, LayerwiseFit, byte_marks, client_accuracies, client_accuracy_sums,
                                    layer_row, local_clients, stream)
 from mpihybrid.fl.fedacnnl import validate as validate_fedacnnl
 from mpihybrid.harness import Run
@@ -53,7 +53,7 @@ class PFLConfig:
         require(self.lam > 0, "pfl.lam", f"must be > 0, got {self.lam}")
 
 
-SECTIONS = {"fl": FLConfig, "acnnl": ACnnLConfig, "pfl": PFLConfig}
+SECTIONS = {"fl": AnalyticFLConfig, "acnnl": ACnnLConfig, "pfl": PFLConfig}
 
 
 def validate(config: Config, world_size: int) -> None:

@@ -1,0 +1,80 @@
+"""Ridge least squares from summed statistics, against numpy.linalg.lstsq on explicit rows."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from mpihybrid.solvers.least_squares import GramAccumulator, SolveError, packed_length, ridge_scale, ridge_solve
+
+
+def problem(n=300, d=12, c=4, seed=0):
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((n, d)) @ np.diag(np.logspace(0, 2, d))   # cond(AᵀA) ~ 1e4
+    return A, rng.standard_normal((n, c))
+
+
+def test_ridge_matches_lstsq_on_augmented_rows():
+    A, Z = problem()
+    gamma = 0.37
+    ref = np.linalg.lstsq(np.vstack([A, np.sqrt(gamma) * np.eye(A.shape[1])]),
+                          np.vstack([Z, np.zeros((A.shape[1], Z.shape[1]))]), rcond=None)[0]
+    sol = ridge_solve(A.T @ A, A.T @ Z, gamma)
+    assert sol.method == "cholesky"
+    assert np.abs(sol.W - ref).max() / np.abs(ref).max() < 1e-10
+    assert sol.condition == pytest.approx(np.linalg.cond(A.T @ A + gamma * np.eye(A.shape[1])), rel=1e-8)
+
+
+def test_proximal_prior_limits():
+    A, Z = problem()
+    G, B = A.T @ A, A.T @ Z
+    prior = np.ones((A.shape[1], Z.shape[1]))
+    assert np.abs(ridge_solve(G, B, 1e15, prior).W - prior).max() < 1e-6   # deviation ~ λ_max(G)/λ
+    assert np.abs(ridge_solve(G, B, 1e-12, prior).W - np.linalg.lstsq(A, Z, rcond=None)[0]).max() < 1e-8
+
+
+def test_batches_and_splits_give_the_same_sums():
+    A, Z = problem()
+    whole = GramAccumulator(12, 4)
+    whole.add(torch.from_numpy(A), torch.from_numpy(Z))
+    for batch in (1, 7, 300):
+        acc = GramAccumulator(12, 4)
+        for i in range(0, 300, batch):
+            acc.add(torch.from_numpy(A[i:i + batch]), torch.from_numpy(Z[i:i + batch]))
+        assert acc.n == 300
+        assert torch.allclose(acc.G, whole.G, rtol=1e-13, atol=0)
+        assert abs(acc.z_sq - float((Z ** 2).sum())) < 1e-9
+
+
+def test_pack_roundtrip_and_length():
+    A, Z = problem(n=20, d=5, c=3)
+    acc = GramAccumulator(5, 3)
+    acc.add(torch.from_numpy(A), torch.from_numpy(Z))
+    flat = acc.packed()
+    assert flat.size == packed_length(5, 3) == 5 * 6 // 2 + 15 + 2
+    back = GramAccumulator.unpack(flat, 5, 3)
+    assert torch.equal(back.G, acc.G) and torch.equal(back.B, acc.B) and back.n == 20
+
+
+def test_singular_gram_falls_back_to_minimum_norm():
+    A, Z = problem(n=5, d=12)                      # fewer rows than columns, γ = 0
+    with pytest.warns(RuntimeWarning, match="minimum-norm"):
+        sol = ridge_solve(A.T @ A, A.T @ Z, 0.0)
+    assert sol.method == "eigh" and np.isfinite(sol.W).all()
+    assert np.abs(sol.W - np.linalg.pinv(A) @ Z).max() < 1e-6 * np.abs(sol.W).max()
+
+
+def test_no_positive_spectrum_and_nan_are_errors():
+    with pytest.raises(SolveError, match="no positive eigenvalue"):
+        ridge_solve(np.zeros((3, 3)), np.zeros((3, 1)), 0.0)
+    G = np.eye(3)
+    G[0, 0] = np.nan
+    with pytest.raises(SolveError, match="NaN"):
+        ridge_solve(G, np.zeros((3, 1)), 1.0)
+
+
+def test_ridge_scale_follows_the_data():
+    A, _ = problem()
+    G = A.T @ A
+    assert ridge_scale(100 * G, 1e-3) == pytest.approx(100 * ridge_scale(G, 1e-3))
