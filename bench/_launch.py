@@ -13,10 +13,14 @@ BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parent.parent
 
 
-def run_job(ranks: int, algorithm: str, config: Path, out: Path, *overrides: str, timeout: float = 1800) -> dict:
-    """Run one job to completion (raising with its output on failure) and return its metrics."""
+def run_job(ranks: int, algorithm: str, config: Path, out: Path, *overrides: str, timeout: float = 1800,
+            checkpoint: Path | None = None) -> dict:
+    """Run one job to completion (raising with its output on failure); return its metrics,
+    per-rank comm totals, parameter hashes and final values."""
     cmd = [str(BIN / "mpiexec"), "-n", str(ranks), str(BIN / "mpihybrid"), "run", algorithm, "--config", str(config),
            "--out", str(out)]
+    if checkpoint is not None:
+        cmd += ["--checkpoint", str(checkpoint)]
     for o in overrides:
         cmd += ["--set", o]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
@@ -26,7 +30,8 @@ def run_job(ranks: int, algorithm: str, config: Path, out: Path, *overrides: str
         metrics = {k: f["metrics"][k][()] for k in f["metrics"]}
         comm = {kind: {k: g[k][()] for k in g} for kind, g in f["comm"].items()}
         sha = [s.decode() for s in f["final/param_sha256"][()]]
-    return {"metrics": metrics, "comm": comm, "sha": sha}
+        final = {k: f["final"][k][()] for k in f["final"] if k != "param_sha256"}
+    return {"metrics": metrics, "comm": comm, "sha": sha, "final": final}
 
 
 def first_step_reaching(metrics: dict, name: str, target: float) -> int | None:

@@ -9,6 +9,8 @@ from mpihybrid.config import COMMON_SECTIONS
 
 MODULES = {
     "dp-adam": "mpihybrid.dp",
+    "fosi": "mpihybrid.admm.fosi",
+    "dho2": "mpihybrid.admm.dho2",
     "decomfl": "mpihybrid.fl.decomfl",
     "fedavg": "mpihybrid.fl.fedavg",
     "fedzo": "mpihybrid.fl.fedzo",

@@ -19,7 +19,7 @@ from mpihybrid.config import Config, ConfigError
 from mpihybrid.data import load_dataset, partition
 from mpihybrid.harness import Diverged, Run
 from mpihybrid.io.state import load_module_tree, load_optimizer_tree, module_tree, optimizer_tree
-from mpihybrid.models import build_model, evaluation_sums, l2_loss
+from mpihybrid.models import build_model, evaluation_sums, flatten_parameters, l2_loss
 from mpihybrid.seeding import numpy_rng
 
 SECTIONS: dict[str, type] = {}
@@ -30,14 +30,22 @@ def validate(config: Config, world_size: int) -> None:
         raise ConfigError("train.batch_size", f"{config.train.batch_size} does not split evenly over {world_size} ranks")
 
 
-def flat_grad_buffer(params: list[torch.nn.Parameter]) -> torch.Tensor:
-    """One contiguous float32 buffer whose slices are the parameters' .grad tensors."""
-    flat = torch.zeros(sum(p.numel() for p in params), dtype=torch.float32)
-    offset = 0
-    for p in params:
-        p.grad = flat[offset:offset + p.numel()].view_as(p)
-        offset += p.numel()
-    return flat
+class ShardedBatches:
+    """Each rank of ``comm`` holds an IID shard of the training set; step t (0-based) of a rank
+    uses the permutation of epoch t // steps_per_epoch drawn from (seed, "dp-batches", rank, epoch)."""
+
+    def __init__(self, labels: np.ndarray, rank: int, size: int, batch_size: int, seed: int):
+        self.shard = partition(labels, size, seed, "iid")[rank]
+        self.rank, self.seed = rank, seed
+        self.local_batch = batch_size // size
+        self.steps_per_epoch = len(self.shard) // self.local_batch
+        if self.steps_per_epoch < 1:
+            raise ConfigError("train.batch_size", f"a rank's batch of {self.local_batch} exceeds its {len(self.shard)} samples")
+
+    def indices(self, step: int) -> np.ndarray:
+        epoch, i = divmod(step, self.steps_per_epoch)
+        order = numpy_rng(self.seed, "dp-batches", self.rank, epoch).permutation(len(self.shard))
+        return self.shard[order[i * self.local_batch:(i + 1) * self.local_batch]]
 
 
 def make_optimizer(config: Config, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
@@ -51,34 +59,25 @@ def run(run: Run) -> None:
     config, world = run.config, run.world
     t = config.train
     data = load_dataset(config.data, config.seed)
-    shard = partition(data.y_train, world.size, config.seed, "iid")[world.rank]
-    local_batch = t.batch_size // world.size
-    steps_per_epoch = len(shard) // local_batch
-    if steps_per_epoch < 1:
-        raise ConfigError("train.batch_size", f"a rank's batch of {local_batch} exceeds its {len(shard)} samples")
+    batches = ShardedBatches(data.y_train, world.rank, world.size, t.batch_size, config.seed)
     x_train, y_train = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
     test_part = np.array_split(np.arange(len(data.y_test)), world.size)[world.rank]
     x_test, y_test = torch.from_numpy(data.x_test[test_part]), torch.from_numpy(data.y_test[test_part])
 
     model = build_model(config.model, data.input_shape, data.num_classes, config.seed)
     params = list(model.parameters())
-    grad = flat_grad_buffer(params)
+    _, grad = flatten_parameters(params)
     opt = make_optimizer(config, params)
     if run.resumed is not None:
         load_module_tree(model, run.resumed[1])
         load_optimizer_tree(opt, run.resumed[1])
     run.set_threads()
 
-    def batch(step: int) -> np.ndarray:
-        epoch, i = divmod(step, steps_per_epoch)
-        order = numpy_rng(config.seed, "dp-batches", world.rank, epoch).permutation(len(shard))
-        return shard[order[i * local_batch:(i + 1) * local_batch]]
-
     error = ""
     try:
         for step in range(run.start_step + 1, t.steps + 1):
             run.step_hook(step)
-            idx = torch.from_numpy(batch(step - 1))
+            idx = torch.from_numpy(batches.indices(step - 1))
             opt.zero_grad(set_to_none=False)
             loss = l2_loss(model, model(x_train[idx]), y_train[idx], t.weight_decay)
             loss.backward()

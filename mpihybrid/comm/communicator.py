@@ -110,6 +110,13 @@ class Comm:
         self.stats.add("allgatherv", sent, recvbuf.nbytes - sent, perf_counter() - t)
         return recvbuf
 
+    def Reduce_scatter(self, sendbuf: Buffer, recvbuf: Buffer, counts: Sequence[int], op: MPI.Op = MPI.SUM) -> Buffer:
+        """Sum full-length ``sendbuf`` over ranks; rank r receives only elements of block r."""
+        t = perf_counter()
+        self.mpi.Reduce_scatter(sendbuf, recvbuf, list(counts), op)
+        self.stats.add("reduce_scatter", sendbuf.nbytes, recvbuf.nbytes, perf_counter() - t)
+        return recvbuf
+
     def Gatherv(self, sendbuf: Buffer, recvbuf: Buffer | None, counts: Sequence[int],
                 root: int = 0) -> Buffer | None:
         """Concatenate each rank's elements at ``root`` (recvbuf is ignored elsewhere)."""
@@ -119,6 +126,27 @@ class Comm:
         sent = sendbuf.nbytes
         self.stats.add("gatherv", sent, recvbuf.nbytes - sent if is_root else 0, perf_counter() - t)
         return recvbuf if is_root else None
+
+    def Scatterv(self, sendbuf: Buffer | None, recvbuf: Buffer, counts: Sequence[int], root: int = 0) -> Buffer:
+        """Rank r receives ``counts[r]`` consecutive elements of the root's ``sendbuf``."""
+        is_root = self.rank == root
+        t = perf_counter()
+        self.mpi.Scatterv([sendbuf, (list(counts), _displacements(counts))] if is_root else None, recvbuf, root)
+        self.stats.add("scatterv", sendbuf.nbytes - recvbuf.nbytes if is_root else 0, 0 if is_root else recvbuf.nbytes,
+                       perf_counter() - t)
+        return recvbuf
+
+    # -- point to point (hand-offs between role groups) ------------------------------------
+    def Send(self, buf: Buffer, dest: int, tag: int = 0) -> None:
+        t = perf_counter()
+        self.mpi.Send(buf, dest, tag)
+        self.stats.add("send", buf.nbytes, 0, perf_counter() - t)
+
+    def Recv(self, buf: Buffer, source: int, tag: int = 0) -> Buffer:
+        t = perf_counter()
+        self.mpi.Recv(buf, source, tag)
+        self.stats.add("recv", 0, buf.nbytes, perf_counter() - t)
+        return buf
 
     # -- non-blocking collectives (time counted at initiation; Wait time is the caller's) --
     def Iallreduce(self, sendbuf: Buffer, recvbuf: Buffer | None = None, op: MPI.Op = MPI.SUM) -> MPI.Request:

@@ -61,6 +61,19 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int
         return _cnn(cfg, input_shape, num_classes, 2 if cfg.name == "cnn2d" else 1)
 
 
+def flatten_parameters(params: list[nn.Parameter]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Re-seat the parameters and their gradients as views into one flat float32 vector each,
+    so optimizers and collectives see θ and ∇ as vectors without copies. Returns (θ, grad)."""
+    theta = torch.cat([p.detach().reshape(-1) for p in params])
+    grad = torch.zeros_like(theta)
+    offset = 0
+    for p in params:
+        p.data = theta[offset:offset + p.numel()].view_as(p)
+        p.grad = grad[offset:offset + p.numel()].view_as(p)
+        offset += p.numel()
+    return theta, grad
+
+
 def num_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
