@@ -153,12 +153,22 @@ class Trainer:
             return self.update.Allreduce(t)
 
     # -- curvature (collective over the curvature communicator) --------------------------
+    def hvp(self):
+        """The HVP of this rank's part of the fixed curvature batch (built per refresh: buffers move)."""
+        comm = self.curvature
+        part = np.array_split(self.curvature_indices, comm.size)[comm.rank]
+        loss = FlatLoss(self.model, self.x_train[part], self.y_train[part], self.cfg.train.weight_decay)
+        return hvp_function(loss, self.cfg.fosi.hvp)
+
+    def warm_up(self) -> None:
+        """One throw-away HVP: torch.func's first call costs about a second, which would
+        otherwise delay the first curvature by that much."""
+        self.hvp()(self.theta.detach().clone(), torch.zeros_like(self.theta))
+
     def compute_curvature(self, theta: torch.Tensor, refresh: int) -> tuple[np.ndarray, np.ndarray]:
         """Sharded Lanczos on the HVP at θ; returns (values, this rank's block of the vectors)."""
         comm, f = self.curvature, self.cfg.fosi
-        part = np.array_split(self.curvature_indices, comm.size)[comm.rank]
-        loss = FlatLoss(self.model, self.x_train[part], self.y_train[part], self.cfg.train.weight_decay)
-        hvp = hvp_function(loss, f.hvp)
+        hvp = self.hvp()
         counts = balanced_counts(self.n, comm.size)
         mine = np.empty(counts[comm.rank])
         theta = theta.detach().clone()
@@ -193,7 +203,7 @@ class Trainer:
         self.admm.after_step(step, self.theta_block)
         with u.stats.label("parameters"):
             u.Allgatherv(self.theta_block, self.theta, self.counts)
-        return float(loss)
+        return float(loss.detach())
 
     def evaluate(self) -> dict[str, float]:
         self.model.eval()
@@ -317,6 +327,7 @@ def _curvature_loop(run: Run, tr: Trainer, world: Comm, u_root: int) -> str:
     """C ranks: serve snapshots until told to stop; join checkpoints. Returns the final error text."""
     c = tr.curvature
     header = np.empty(2, dtype=np.int64)
+    tr.warm_up()
     while True:
         if c.rank == 0:
             while not world.mpi.Iprobe(u_root, TAG_TASK):

@@ -74,7 +74,7 @@ class FOSICore:
         self.eta = 1.0 / self.values.abs().clamp_min(EIGEN_SHIFT)
         self.gram = self.reduce(self.V @ self.V.T)        # VVᵀ (≈ I), so V·m updates need no extra reduction
         r = len(self.values)
-        self.c = float(np.clip(self.eta[r - k] / self.eta[r - 1], 1.0, self.clip_max)) if k else 1.0
+        self.c = float(np.clip(float(self.eta[r - k] / self.eta[r - 1]), 1.0, self.clip_max)) if k else 1.0
 
     @torch.no_grad()
     def step(self, g: torch.Tensor) -> None:
