@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parent.parent
 def run_job(ranks: int, algorithm: str, config: Path, out: Path, *overrides: str, timeout: float = 1800,
             checkpoint: Path | None = None) -> dict:
     """Run one job to completion (raising with its output on failure); return its metrics,
-    per-rank comm totals, parameter hashes and final values."""
+    per-rank comm totals, parameter hashes, final values and per-rank memory."""
     cmd = [str(BIN / "mpiexec"), "-n", str(ranks), str(BIN / "mpihybrid"), "run", algorithm, "--config", str(config),
            "--out", str(out)]
     if checkpoint is not None:
@@ -31,7 +31,8 @@ def run_job(ranks: int, algorithm: str, config: Path, out: Path, *overrides: str
         comm = {kind: {k: g[k][()] for k in g} for kind, g in f["comm"].items()}
         sha = [s.decode() for s in f["final/param_sha256"][()]]
         final = {k: f["final"][k][()] for k in f["final"] if k != "param_sha256"}
-    return {"metrics": metrics, "comm": comm, "sha": sha, "final": final}
+        memory = {k: f["memory"][k][()] for k in f["memory"]}
+    return {"metrics": metrics, "comm": comm, "sha": sha, "final": final, "memory": memory}
 
 
 def first_step_reaching(metrics: dict, name: str, target: float) -> int | None:

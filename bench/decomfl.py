@@ -34,8 +34,8 @@ def comparison(out: Path, *, hidden: int, zo_lr: float, zo_rounds: int, with_dir
     common = [f"model.hidden=[{hidden}]"]
     zo = [*common, f"train.lr={zo_lr}", f"train.steps={zo_rounds}", "train.eval_every=25"]
     runs = {"DeComFL (IID)": ("decomfl", "digits.toml", zo),
-            "FedAvg (IID)": ("fedavg", "fedavg-digits.toml", [*common, "train.steps=300", "train.eval_every=5"]),
-            "FedZO (IID)": ("fedzo", "fedzo-digits.toml", zo)}
+            "FedAvg (IID)": ("fedavg", "../fedavg/digits.toml", [*common, "train.steps=300", "train.eval_every=5"]),
+            "FedZO (IID)": ("fedzo", "../fedzo/digits.toml", zo)}
     if with_dirichlet:
         runs["DeComFL (Dirichlet 0.5)"] = ("decomfl", "digits.toml", [*zo, "data.partition='dirichlet'"])
     lines = ["", f"## Digits, MLP 64-{hidden}-10 (d = {d:,}), M = {CLIENTS}, m = {SAMPLED}, 2 ranks", "",
@@ -78,7 +78,7 @@ def main() -> None:
         d = 75 * hidden + 10
         dec = run_job(2, "decomfl", JOBS / "digits.toml", args.out / f"bytes-decomfl-{d}.h5",
                       f"model.hidden=[{hidden}]", "train.steps=3", "train.eval_every=3")
-        avg = run_job(2, "fedavg", JOBS / "fedavg-digits.toml", args.out / f"bytes-fedavg-{d}.h5",
+        avg = run_job(2, "fedavg", JOBS.parent / "fedavg" / "digits.toml", args.out / f"bytes-fedavg-{d}.h5",
                       f"model.hidden=[{hidden}]", "train.steps=3", "train.eval_every=3")
         up, down, fa = (sorted({int(v) for v in m}) for m in (dec["metrics"]["uplink_bytes"],
                         dec["metrics"]["downlink_bytes"], avg["metrics"]["uplink_bytes"]))

@@ -1,9 +1,9 @@
 """The `mpihybrid` command: run an algorithm, describe the MPI job, analyse results files.
 
     mpiexec -n N mpihybrid run ALGO --config FILE.toml [--set k=v ...] --out RESULTS.h5
-                                    [--checkpoint DIR] [--resume] [--expect-ranks N]
+                                    [--checkpoint DIR] [--resume] [--expect-ranks N] [--log-dir DIR]
     mpiexec -n N mpihybrid info [--expect-ranks N]
-    mpihybrid analyze RESULTS.h5 [...] [--format markdown|csv]
+    mpihybrid analyze RESULTS.h5 [...] [--format markdown|csv] [--target M>=V] [--baseline F] [--plots DIR]
 
 Exit codes: 0 done, 1 a rank failed (the job was aborted), 2 bad input (config, checkpoint,
 launcher), 3 the run diverged (the last good checkpoint is kept).
@@ -36,11 +36,17 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--checkpoint", help="checkpoint directory")
     r.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --checkpoint")
     r.add_argument("--expect-ranks", type=int, help="fail unless the job has this many ranks")
+    r.add_argument("--log-dir", help="also write each rank's output to LOG_DIR/rank-<r>.log")
     i = sub.add_parser("info", help="print rank, size, host, MPI library and versions")
     i.add_argument("--expect-ranks", type=int, help="fail unless the job has this many ranks")
     a = sub.add_parser("analyze", help="tabulate results files")
     a.add_argument("files", nargs="+")
     a.add_argument("--format", choices=["markdown", "csv"], default="markdown")
+    a.add_argument("--target", metavar="METRIC>=VALUE", help="report time, step and uplink bytes to reach it "
+                   "(e.g. test_accuracy>=0.9, train_loss<=0.05)")
+    a.add_argument("--baseline", metavar="FILE", help="results file the speed-ups are measured against")
+    a.add_argument("--plots", metavar="DIR", help="write PNG plots (metric vs step and wall time, bytes, memory "
+                   "and speed-up vs ranks) into DIR")
     return p
 
 
@@ -82,6 +88,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from mpihybrid.io.checkpoint import latest_checkpoint, load_checkpoint
 
     world = Comm(MPI.COMM_WORLD)
+    if args.log_dir:
+        from mpihybrid.io.logs import tee_to_rank_log
+
+        tee_to_rank_log(args.log_dir, world.rank)
     # Everything a user can get wrong is checked on every rank before any collective.
     message, config, resumed, module = None, None, None, None
     try:
@@ -130,7 +140,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from mpihybrid.analysis import analyze
 
-    return analyze(args.files, fmt=args.format)
+    return analyze(args.files, fmt=args.format, target=args.target, baseline=args.baseline, plots=args.plots)
 
 
 def main(argv: list[str] | None = None) -> int:

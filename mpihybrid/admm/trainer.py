@@ -26,7 +26,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-from mpi4py import MPI
 
 from mpihybrid.admm.rule import ADMMConfig, ADMMRule
 from mpihybrid.comm import Comm, Topology

@@ -18,6 +18,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -178,18 +179,34 @@ def client_accuracies(world: Comm, sums: np.ndarray) -> dict[str, float]:
     return {"mean": sums[0] / sums[3], "weighted": sums[1] / sums[2]}
 
 
-def layer_row(run: Run, index: int, report: LayerReport, before: dict[str, int]) -> dict[str, float]:
-    stats = run.world.stats
-    return {"wall_time": run.elapsed(), "train_loss": report.loss, "ridge_gamma": report.gamma,
-            "condition_number": report.condition, "rows": report.rows,
-            "uplink_bytes": stats.total(kind="reduce", phase="layer").sent_bytes - before["up"],
-            "downlink_bytes": stats.total(kind="bcast", phase="layer").sent_bytes - before["down"]}
+def saved_weights(tree: dict, prefix: str, count: int) -> list[torch.Tensor]:
+    """The first ``count`` layers' weights of a checkpoint tree, stored as '<prefix><i>'."""
+    return [torch.as_tensor(tree[f"{prefix}{i}"]) for i in range(count)]
 
 
-def byte_marks(run: Run) -> dict[str, int]:
+def run_layers(run: Run, layers: int, fit_layer: Callable[[int], LayerReport], evaluate: Callable[[], dict],
+               checkpoint_state: Callable[[], tuple[dict, dict]]) -> None:
+    """The layer loop FedACnnL and pFedACnnL share: one step per layer, bytes measured per
+    layer, evaluation after the last, a checkpoint after every layer (resume: the next one)."""
     stats = run.world.stats
-    return {"up": stats.total(kind="reduce", phase="layer").sent_bytes,
-            "down": stats.total(kind="bcast", phase="layer").sent_bytes}
+
+    def sent(kind: str) -> int:
+        return stats.total(kind=kind, phase="layer").sent_bytes
+
+    for index in range(run.start_step, layers):
+        step = index + 1
+        run.step_hook(step)
+        up, down = sent("reduce"), sent("bcast")
+        report = fit_layer(index)
+        row = {"wall_time": run.elapsed(), "train_loss": report.loss, "ridge_gamma": report.gamma,
+               "condition_number": report.condition, "rows": report.rows,
+               "uplink_bytes": sent("reduce") - up, "downlink_bytes": sent("bcast") - down}
+        if step == layers:
+            row.update(evaluate())
+        run.results.log(step, **row)
+        run.progress(step, layers, loss=report.loss, cond=report.condition)
+        if run.checkpoint_dir is not None:
+            run.save(step, *checkpoint_state())
 
 
 def run(run: Run) -> None:
@@ -199,21 +216,9 @@ def run(run: Run) -> None:
     clients = local_clients(fed)
     fit = LayerwiseFit(net, run.world, clients, run.config.acnnl)
     if run.resumed is not None:
-        shared = run.resumed[1]
-        fit.restore([torch.as_tensor(shared[f"weights/{i}"]) for i in range(run.start_step)])
-    L = len(net)
-    for index in range(run.start_step, L):
-        step = index + 1
-        run.step_hook(step)
-        before = byte_marks(run)
-        report = fit.fit_layer(index)
-        row = layer_row(run, index, report, before)
-        if step == L:
-            row.update(evaluate(run, fed, net, clients, fit.weights))
-        run.results.log(step, **row)
-        run.progress(step, L, loss=report.loss, cond=report.condition)
-        if run.checkpoint_dir is not None:
-            run.save(step, {f"weights/{i}": W for i, W in enumerate(fit.weights)}, {})
+        fit.restore(saved_weights(run.resumed[1], "weights/", run.start_step))
+    run_layers(run, len(net), fit.fit_layer, lambda: evaluate(run, fed, net, clients, fit.weights),
+               lambda: ({f"weights/{i}": W for i, W in enumerate(fit.weights)}, {}))
     last = [c.batches[-1] for c in clients if c.batches]
     run.finish(fit.weights, per_rank={"mean_last_batch": float(np.mean(last)) if last else float("nan")})
 

@@ -33,8 +33,8 @@ from mpihybrid.comm import Comm
 from mpihybrid.config import Config, require
 from mpihybrid.fl.acnnl import ACnnLConfig, Network
 from mpihybrid.fl.common import Federation
-from mpihybrid.fl.fedacnnl import (AnalyticFLConfig, Client, LayerwiseFit, byte_marks, client_accuracies, client_accuracy_sums,
-                                   layer_row, local_clients, stream)
+from mpihybrid.fl.fedacnnl import (AnalyticFLConfig, Client, LayerReport, LayerwiseFit, client_accuracies,
+                                   client_accuracy_sums, local_clients, run_layers, saved_weights, stream)
 from mpihybrid.fl.fedacnnl import validate as validate_fedacnnl
 from mpihybrid.harness import Run
 from mpihybrid.seeding import derive_seed
@@ -106,7 +106,7 @@ def personalize(net: Network, client: Client, group_weights: list[torch.Tensor],
         layer = net.layers[index]
         acc = GramAccumulator(layer.dim, layer.out)
         stream(net, index, H, client.y, acc, cfg.acnnl.batch_size)
-        G, B = acc.G.numpy(), acc.B.numpy()
+        G, B = (t.numpy() for t in acc.sums())
         lam = cfg.pfl.lam * float(np.trace(G)) / layer.dim
         W = torch.from_numpy(ridge_solve(G, B, lam, prior=group_weights[index].numpy()).W)
         weights.append(W)
@@ -137,26 +137,19 @@ def run(run: Run) -> None:
     global_fit = LayerwiseFit(net, run.world, clients, cfg.acnnl)
     fits = group_fits(run.world, net, clients, groups, cfg.acnnl)
     if run.resumed is not None:
-        shared, local = run.resumed[1], run.resumed[2]
-        global_fit.restore([torch.as_tensor(shared[f"weights/{i}"]) for i in range(run.start_step)])
+        global_fit.restore(saved_weights(run.resumed[1], "weights/", run.start_step))
         for g, fit in fits.items():
-            fit.restore([torch.as_tensor(local[f"group{g}/{i}"]) for i in range(run.start_step)])
-    L = len(net)
-    for index in range(run.start_step, L):
-        step = index + 1
-        run.step_hook(step)
-        before = byte_marks(run)
+            fit.restore(saved_weights(run.resumed[2], f"group{g}/", run.start_step))
+
+    def fit_layer(index: int) -> LayerReport:
         report = global_fit.fit_layer(index)
         for g in sorted(fits):
             fits[g].fit_layer(index)
-        row = layer_row(run, index, report, before)
-        if step == L:
-            row.update(evaluate(run, fed, net, clients, groups, global_fit, fits))
-        run.results.log(step, **row)
-        run.progress(step, L, loss=report.loss, cond=report.condition)
-        if run.checkpoint_dir is not None:
-            local = {f"group{g}/{i}": W for g, fit in fits.items() for i, W in enumerate(fit.weights)}
-            run.save(step, {f"weights/{i}": W for i, W in enumerate(global_fit.weights)}, local)
+        return report
+
+    run_layers(run, len(net), fit_layer, lambda: evaluate(run, fed, net, clients, groups, global_fit, fits),
+               lambda: ({f"weights/{i}": W for i, W in enumerate(global_fit.weights)},
+                        {f"group{g}/{i}": W for g, fit in fits.items() for i, W in enumerate(fit.weights)}))
     run.finish(global_fit.weights, per_rank={"groups_hosted": float(len(fits))})
 
 

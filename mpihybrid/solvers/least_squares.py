@@ -23,30 +23,57 @@ class SolveError(ArithmeticError):
 
 
 class GramAccumulator:
-    """Running G = AᵀA, B = AᵀZ, the row count n and ‖Z‖², fed one batch at a time."""
+    """Running G = AᵀA, B = AᵀZ, the row count n and ‖Z‖², fed one batch at a time.
 
-    def __init__(self, dim: int, targets: int):
+    Rows are gathered into fixed blocks of ``block`` rows and each full block is added with one
+    ``addmm``, so the sequence of floating-point operations — hence every bit of G and B —
+    is the same whatever the batch sizes the rows arrived in.
+    """
+
+    def __init__(self, dim: int, targets: int, block: int = 1024):
         self.G = torch.zeros(dim, dim, dtype=torch.float64)
         self.B = torch.zeros(dim, targets, dtype=torch.float64)
         self.n = 0
         self.z_sq = 0.0
+        self._A = torch.empty(block, dim, dtype=torch.float64)
+        self._Z = torch.empty(block, targets, dtype=torch.float64)
+        self._fill = 0
 
     def add(self, A: torch.Tensor, Z: torch.Tensor) -> None:
-        A, Z = A.to(torch.float64), Z.to(torch.float64)
+        start, rows = 0, A.shape[0]
+        while start < rows:
+            take = min(len(self._A) - self._fill, rows - start)
+            self._A[self._fill:self._fill + take] = A[start:start + take]
+            self._Z[self._fill:self._fill + take] = Z[start:start + take]
+            self._fill += take
+            start += take
+            if self._fill == len(self._A):
+                self._flush()
+        self.n += rows
+
+    def _flush(self) -> None:
+        A, Z = self._A[:self._fill], self._Z[:self._fill]
         self.G.addmm_(A.T, A)
         self.B.addmm_(A.T, Z)
-        self.n += A.shape[0]
         self.z_sq += float((Z * Z).sum())
+        self._fill = 0
+
+    def sums(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(G, B) including the rows still in the current block."""
+        if self._fill:
+            self._flush()
+        return self.G, self.B
 
     def packed(self) -> np.ndarray:
         """[upper triangle of G, B row-major, n, ‖Z‖²]: what one party uploads."""
+        self.sums()
         d = self.G.shape[0]
         iu = np.triu_indices(d)
         return np.concatenate([self.G.numpy()[iu], self.B.numpy().ravel(), [self.n, self.z_sq]])
 
     @classmethod
     def unpack(cls, flat: np.ndarray, dim: int, targets: int) -> "GramAccumulator":
-        acc = cls(dim, targets)
+        acc = cls(dim, targets, block=1)
         tri = dim * (dim + 1) // 2
         G = np.zeros((dim, dim))
         G[np.triu_indices(dim)] = flat[:tri]

@@ -42,7 +42,7 @@ def test_decomfl_models_agree_bitwise_and_resume_bitwise(tmp_path, ranks):
 def test_bytes_per_round_do_not_depend_on_d(tmp_path):
     ups = {}
     for hidden in (32, 1536):  # d = 2,410 and 115,210
-        for algo, job in (("decomfl", "digits.toml"), ("fedavg", "fedavg-digits.toml")):
+        for algo, job in (("decomfl", JOBS / "digits.toml"), ("fedavg", REPO / "jobs" / "fedavg" / "digits.toml")):
             out = tmp_path / f"{algo}-{hidden}.h5"
             proc = launch(2, "run", algo, "--config", str(JOBS / job), "--set", f"model.hidden=[{hidden}]",
                           "--set", "train.steps=3", "--set", "train.eval_every=3", "--out", str(out))
@@ -54,7 +54,7 @@ def test_bytes_per_round_do_not_depend_on_d(tmp_path):
 
 def test_fedzo_runs_with_d_dimensional_uploads(tmp_path):
     out = tmp_path / "fedzo.h5"
-    proc = launch(2, "run", "fedzo", "--config", str(JOBS / "fedzo-digits.toml"), "--set", "train.steps=20",
+    proc = launch(2, "run", "fedzo", "--config", str(REPO / "jobs" / "fedzo" / "digits.toml"), "--set", "train.steps=20",
                   "--out", str(out))
     assert proc.returncode == 0, explain(proc)
     r = read(out)

@@ -44,4 +44,4 @@ def test_analyze_reports_bad_files_and_goes_on(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert code == 2
     assert "missing.h5: no such file" in err and "trunc.h5: unreadable" in err
-    assert out.count("dp-adam") == 2 and out.startswith("file,algorithm")
+    assert out.count("dp-adam") == 2 and out.startswith("run,algorithm")

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Run one mpihybrid job into a run directory; run it again and it resumes from the newest
+# checkpoint there (so a killed or requeued job just continues).
+#
+#   jobs/launch.sh ALGO CONFIG.toml [--set KEY=VALUE ...]
+#
+# Environment (all optional):
+#   NP=2                     ranks
+#   MPIEXEC=mpiexec          launcher; e.g. "srun --mpi=pmi2" inside a Slurm allocation
+#   RUN_DIR=runs/ALGO-NAME   where config.toml, results.h5, checkpoints/ and logs/rank-<r>.log go
+#   MPIHYBRID=mpihybrid      the command (e.g. ".venv/bin/mpihybrid")
+# A resumed run must use the same config and --set values and the same NP.
+set -euo pipefail
+if [ $# -lt 2 ]; then
+    sed -n '2,13p' "$0" >&2
+    exit 2
+fi
+algo=$1
+config=$2
+shift 2
+run_dir=${RUN_DIR:-runs/$algo-$(basename "$config" .toml)}
+mkdir -p "$run_dir"
+[ -f "$run_dir/config.toml" ] || cp "$config" "$run_dir/config.toml"
+resume=()
+if compgen -G "$run_dir/checkpoints/checkpoint-*.h5" > /dev/null; then
+    resume=(--resume)
+    echo "mpihybrid job: resuming from the newest checkpoint in $run_dir/checkpoints" >&2
+fi
+# shellcheck disable=SC2086  # MPIEXEC and MPIHYBRID may carry arguments
+exec ${MPIEXEC:-mpiexec} -n "${NP:-2}" ${MPIHYBRID:-mpihybrid} run "$algo" --config "$run_dir/config.toml" \
+    --out "$run_dir/results.h5" --checkpoint "$run_dir/checkpoints" --log-dir "$run_dir/logs" "${resume[@]}" "$@"
