@@ -131,6 +131,9 @@ class Network:
         a = config.acnnl
         self.encoders = [torch.from_numpy(label_encoder(config.seed, i, num_classes, layer.out, a.projection, a.tau))
                          for i, layer in enumerate(self.layers[:-1])]
+        # σ⁻¹ per class, once: elementwise kernels round a 1-row batch differently from a long one
+        # (vectorised vs scalar tails), and the targets must not depend on the batch size.
+        self.class_targets = [self.inverse(Q) for Q in self.encoders]
 
     def __len__(self) -> int:
         return len(self.layers)
@@ -158,7 +161,7 @@ class Network:
         layer = self.layers[index]
         if layer.kind == "classifier":
             return F.one_hot(y, self.num_classes).to(torch.float64)
-        Z = self.inverse(self.encoders[index][y])
+        Z = self.class_targets[index][y]
         return Z.repeat_interleave(layer.positions, dim=0) if layer.positions > 1 else Z
 
     def forward(self, index: int, H: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
