@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 import h5py
 import numpy as np
@@ -39,3 +41,21 @@ def first_step_reaching(metrics: dict, name: str, target: float) -> int | None:
     values = metrics[name]
     hit = np.flatnonzero(~np.isnan(values) & (values >= target))
     return int(metrics["step"][hit[0]]) if len(hit) else None
+
+
+def write_report(out: Path, title: str, intro: str, parts: dict[str, Callable[[], list[str]]], only: list[str]) -> None:
+    """Run the chosen parts, print their tables and write out/README.md. Sections ("## N. ...")
+    of parts not run this time are kept from the existing README, so ``--only`` reruns one part."""
+    sections: dict[str, str] = {}
+    readme = out / "README.md"
+    if readme.exists():
+        for chunk in re.split(r"\n(?=## )", readme.read_text()):
+            if chunk.startswith("## "):
+                sections[chunk.split()[1]] = chunk.strip()
+    for name in only:
+        new = parts[name]()
+        print("\n".join(new), flush=True)
+        text = "\n".join(new).strip()
+        sections[text.split()[1]] = text
+    ordered = sorted(sections.items(), key=lambda kv: int(re.match(r"\d+", kv[0]).group()))
+    readme.write_text("\n\n".join([f"# {title}", intro, *(text for _, text in ordered)]) + "\n")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _launch import BIN, REPO, run_job
+from _launch import BIN, REPO, run_job, write_report
 
 JOBS = REPO / "jobs"
 SMOOTH = 50   # steps in the moving average of the mini-batch training loss
@@ -173,7 +173,7 @@ def time_to_target(out: Path, quick: bool) -> list[str]:
     lines = ["", "## 5. Time to Adam's best training loss (moving average over 50 steps of the mini-batch loss)", "",
              "Adam runs its whole budget; its best smoothed training loss is the target; each run's time is its wall time "
              "(from the run's start) at the first step its smoothed loss reaches the target. Ratio = Adam's time to its best "
-             "/ the other's time to the same loss (> 1: faster). Medians over seeds; runs that never reach it count as ∞.", "",
+             "/ the other's time to the same loss (> 1: faster). Medians over seeds; a run that never reaches it counts as 0×.", "",
              "| model | comparison | ranks | speed-up (time) median [min, max] | steps ratio median | reached |",
              "|---|---|---|---|---|---|"]
     seeds = (0, 1) if quick else (0, 1, 2, 3, 4)
@@ -225,13 +225,10 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     parts = {"exact": exact_vs_lanczos, "sharded": lambda: sharded(args.out), "memory": lambda: memory(args.out, args.quick),
              "overlap": lambda: overlap(args.out, args.quick), "speed": lambda: time_to_target(args.out, args.quick)}
-    lines = ["# FOSI / DHO2 benchmark", "", "`.venv/bin/python bench/dho2.py` on a 2-core machine (4 and 8 ranks "
-             "oversubscribed). Every number below was measured by that command."]
-    for name in args.only:
-        new = parts[name]()
-        print("\n".join(new), flush=True)
-        lines += new
-    (args.out / "README.md").write_text("\n".join(lines) + "\n")
+    write_report(args.out, "FOSI / DHO2 benchmark",
+                 "`.venv/bin/python bench/dho2.py` on a 2-core machine (4 and 8 ranks oversubscribed). Every number below was "
+                 "measured by that command (a section's runs together; `--only` reruns single sections).",
+                 parts, args.only)
 
 
 if __name__ == "__main__":

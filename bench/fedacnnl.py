@@ -21,7 +21,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
-from _launch import REPO, run_job
+from _launch import REPO, run_job, write_report
 
 from mpihybrid.solvers.least_squares import GramAccumulator, packed_length
 
@@ -164,16 +164,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "fedacnnl")
     parser.add_argument("--quick", action="store_true", help="a few runs of each part (a smoke test)")
+    parser.add_argument("--only", nargs="*", default=["gram", "invariance", "time", "personalisation"])
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    lines = ["# FedACnnL / pFedACnnL benchmark", "", "`.venv/bin/python bench/fedacnnl.py` on a 2-core machine, "
-             "oversubscribed at 4 ranks. Every number below was measured by that command."]
-    for part in (gram_rate, lambda: invariance(args.out, args.quick), lambda: time_to_accuracy(args.out, args.quick),
-                 lambda: personalisation(args.out, args.quick)):
-        new = part()
-        print("\n".join(new), flush=True)
-        lines += new
-    (args.out / "README.md").write_text("\n".join(lines) + "\n")
+    parts = {"gram": gram_rate, "invariance": lambda: invariance(args.out, args.quick),
+             "time": lambda: time_to_accuracy(args.out, args.quick),
+             "personalisation": lambda: personalisation(args.out, args.quick)}
+    write_report(args.out, "FedACnnL / pFedACnnL benchmark",
+                 "`.venv/bin/python bench/fedacnnl.py` on a 2-core machine, oversubscribed at 4 ranks. Every number below was "
+                 "measured by that command (a section's runs together; `--only` reruns single sections).",
+                 parts, args.only)
 
 
 if __name__ == "__main__":
