@@ -40,9 +40,13 @@ class GramAccumulator:
         self._fill = 0
 
     def add(self, A: torch.Tensor, Z: torch.Tensor) -> None:
-        start, rows = 0, A.shape[0]
+        start, rows, block = 0, A.shape[0], len(self._A)
+        if A.dtype == torch.float64 and Z.dtype == torch.float64 and A.is_contiguous() and Z.is_contiguous():
+            while self._fill == 0 and rows - start >= block:    # whole aligned blocks: no copy
+                self._add_block(A[start:start + block], Z[start:start + block])
+                start += block
         while start < rows:
-            take = min(len(self._A) - self._fill, rows - start)
+            take = min(block - self._fill, rows - start)
             self._A[self._fill:self._fill + take] = A[start:start + take]
             self._Z[self._fill:self._fill + take] = Z[start:start + take]
             self._fill += take
@@ -52,11 +56,13 @@ class GramAccumulator:
         self.n += rows
 
     def _flush(self) -> None:
-        A, Z = self._A[:self._fill], self._Z[:self._fill]
+        self._add_block(self._A[:self._fill], self._Z[:self._fill])
+        self._fill = 0
+
+    def _add_block(self, A: torch.Tensor, Z: torch.Tensor) -> None:
         self.G.addmm_(A.T, A)
         self.B.addmm_(A.T, Z)
         self.z_sq += float((Z * Z).sum())
-        self._fill = 0
 
     def sums(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(G, B) including the rows still in the current block."""
