@@ -132,7 +132,7 @@ def memory(out: Path, quick: bool) -> list[str]:
 
 
 def overlap(out: Path, quick: bool) -> list[str]:
-    steps = 300 if quick else 1000
+    steps = 600 if quick else 1000
     lines = ["", "## 4. Overlap: U = 1 update rank, C = 1 curvature rank (digits MLP, k = 10, m = 40, T = 100, 2 ranks)", "",
              "'No curvature at all' is the same job with no refresh inside the run: U steps plain Adam. 'C idle' are the "
              "steps of the curvature run after the first install while C is not computing: U steps FOSI with the same "
@@ -151,10 +151,14 @@ def overlap(out: Path, quick: bool) -> list[str]:
         m = with_c["metrics"]
         is_busy = m["curvature_busy"] > 0
         busy = m["step_seconds"][is_busy]
-        stale = m["curvature_staleness"][~np.isnan(m["curvature_staleness"])]
-        first = int(np.flatnonzero(~np.isnan(m["curvature_staleness"]))[0])
-        idle = m["step_seconds"][first:][~is_busy[first:]]
+        installed = np.flatnonzero(~np.isnan(m.get("curvature_staleness", np.full(len(is_busy), np.nan))))
         base = without["metrics"]["step_seconds"]
+        if not len(installed):
+            lines.append(f"| 64-{hidden}-10 | {statistics.median(base) * 1e3:.3f} ms | - | - | - | - | {len(busy)} of "
+                         f"{steps} | no curvature arrived within the run |")
+            continue
+        idle = m["step_seconds"][installed[0]:][~is_busy[installed[0]:]]
+        stale = m["curvature_staleness"][installed]
         med = {k: statistics.median(v) for k, v in (("base", base), ("idle", idle), ("busy", busy))}
         lines.append(f"| 64-{hidden}-10 | {med['base'] * 1e3:.3f} ms | {med['idle'] * 1e3:.3f} ms | "
                      f"{med['busy'] * 1e3:.3f} ms | **{med['busy'] / med['idle']:.3f}** | **{med['busy'] / med['base']:.3f}** | "
