@@ -21,8 +21,9 @@ its vectors sharded over the ranks that compute it, its HVP data-parallel over t
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable, Literal
 
 import numpy as np
 import torch
@@ -152,7 +153,7 @@ class Trainer:
             return self.update.Allreduce(t)
 
     # -- curvature (collective over the curvature communicator) --------------------------
-    def hvp(self):
+    def hvp(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """The HVP of this rank's part of the fixed curvature batch (built per refresh: buffers move)."""
         comm = self.curvature
         part = np.array_split(self.curvature_indices, comm.size)[comm.rank]
@@ -185,7 +186,14 @@ class Trainer:
         self.basis_bytes = (f.steps * counts[comm.rank] + f.steps ** 2) * 8
         if not np.isfinite(ritz.values).all():
             raise FloatingPointError(f"non-finite eigenvalues {ritz.values}")
-        return ritz.values, ritz.vectors
+        values, vectors = ritz.values, ritz.vectors
+        missing = f.k + f.l - len(values)
+        if missing:   # documented fallback: zero vectors, which take no part in the update
+            warnings.warn(f"Lanczos broke down after {ritz.iterations} steps with {len(values)} of {f.k + f.l} "
+                          f"eigenpairs; the rest are zero vectors", RuntimeWarning)
+            values = np.concatenate([np.full(missing, values[0]), values])
+            vectors = np.vstack([np.zeros((missing, vectors.shape[1])), vectors])
+        return values, vectors
 
     # -- the update rank's step ----------------------------------------------------------
     def train_step(self, step: int) -> float:

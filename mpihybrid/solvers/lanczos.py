@@ -83,6 +83,6 @@ def lanczos(matvec: Callable[[np.ndarray], np.ndarray], n: int, m: int, k: int, 
         Q[i + 1] = w / beta
         comm.Allgatherv(Q[i + 1], x, counts)
     values, Y = np.linalg.eigh(T[:steps, :steps])
-    top = list(range(steps - k, steps)) if k else []
-    keep = list(range(min(l, steps - k))) + top
+    top = list(range(max(steps - k, 0), steps)) if k else []     # fewer than k + ℓ pairs only after a breakdown
+    keep = list(range(min(l, steps - len(top)))) + top
     return Ritz(values[keep], Y[:, keep].T @ Q[:steps], steps)

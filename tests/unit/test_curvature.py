@@ -142,3 +142,10 @@ def test_admm_rule_closed_form():
     assert torch.allclose(theta, th) and torch.allclose(rule.dual, pi)
     off = ADMMRule(torch.zeros(4), 0.5, 2, enabled=False)
     assert not off.after_step(2, torch.zeros(4)) and off.state_bytes() == 0
+
+
+def test_lanczos_breakdown_before_k_plus_l_steps_returns_what_it_has():
+    A = np.diag([5.0, 0.0, 0.0, 0.0, 0.0, 0.0])      # rank 1: the Krylov space closes after one step
+    ritz = lanczos(lambda x: A @ x, 6, 6, k=3, l=1, seed=0)
+    assert ritz.iterations < 4 and len(ritz.values) == ritz.vectors.shape[0] <= ritz.iterations
+    assert np.isclose(ritz.values[-1], 5.0)
