@@ -77,8 +77,8 @@ class LayerReport:
     rows: int = 0
     gamma: float = 0.0
     condition: float = 0.0
-    loss: float = 0.0             # ‖AW − Z‖²/rows + nothing of the ridge term
-    method: str = ""
+    loss: float = 0.0             # ‖AW − Z‖²/rows (without the ridge term)
+    method: str = ""              # "cholesky", or "eigh" for the minimum-norm fallback
 
 
 def stream(net: Network, index: int, H: torch.Tensor, y: torch.Tensor, acc: GramAccumulator, batch: int,
@@ -200,6 +200,7 @@ def run_layers(run: Run, layers: int, fit_layer: Callable[[int], LayerReport], e
         report = fit_layer(index)
         row = {"wall_time": run.elapsed(), "train_loss": report.loss, "ridge_gamma": report.gamma,
                "condition_number": report.condition, "rows": report.rows,
+               "eigen_fallback": float(report.method == "eigh"),
                "uplink_bytes": sent("reduce") - up, "downlink_bytes": sent("bcast") - down}
         if step == layers:
             row.update(evaluate())

@@ -92,3 +92,4 @@ def test_singular_gram_uses_the_documented_fallback(tmp_path):
     assert "minimum-norm solution" in proc.stderr
     with h5py.File(out) as f:
         assert np.isfinite(f["metrics/train_loss"][()]).all()
+        assert f["metrics/eigen_fallback"][()].max() == 1.0
