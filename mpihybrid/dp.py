@@ -15,8 +15,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from mpihybrid.comm import Comm
 from mpihybrid.config import Config, ConfigError
-from mpihybrid.data import load_dataset, partition
+from mpihybrid.data import Dataset, load_dataset, partition
 from mpihybrid.harness import Diverged, Run
 from mpihybrid.io.state import load_module_tree, load_optimizer_tree, module_tree, optimizer_tree
 from mpihybrid.models import build_model, evaluation_sums, flatten_parameters, l2_loss
@@ -48,6 +49,23 @@ class ShardedBatches:
         return self.shard[order[i * self.local_batch:(i + 1) * self.local_batch]]
 
 
+class ShardedTestSet:
+    """Each rank of ``comm`` evaluates a contiguous block of the test set; one Allreduce of the
+    sums gives every rank the whole set's loss and accuracy."""
+
+    def __init__(self, data: Dataset, comm: Comm):
+        part = np.array_split(np.arange(len(data.y_test)), comm.size)[comm.rank]
+        self.x, self.y = torch.from_numpy(data.x_test[part]), torch.from_numpy(data.y_test[part])
+        self.comm = comm
+
+    def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
+        """Collective over ``comm``: test loss and accuracy (the model is back in train mode after)."""
+        model.eval()
+        sums = self.comm.Allreduce(np.array(evaluation_sums(model, self.x, self.y), dtype=np.float64))
+        model.train()
+        return {"test_loss": sums[0] / sums[2], "test_accuracy": sums[1] / sums[2]}
+
+
 def make_optimizer(config: Config, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
     t = config.train
     if t.optimizer == "adam":
@@ -61,8 +79,7 @@ def run(run: Run) -> None:
     data = load_dataset(config.data, config.seed)
     batches = ShardedBatches(data.y_train, world.rank, world.size, t.batch_size, config.seed)
     x_train, y_train = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
-    test_part = np.array_split(np.arange(len(data.y_test)), world.size)[world.rank]
-    x_test, y_test = torch.from_numpy(data.x_test[test_part]), torch.from_numpy(data.y_test[test_part])
+    test = ShardedTestSet(data, world)
 
     model = build_model(config.model, data.input_shape, data.num_classes, config.seed)
     params = list(model.parameters())
@@ -89,10 +106,7 @@ def run(run: Run) -> None:
             run.check_finite(mean_loss, step)
             row = {"wall_time": run.elapsed(), "train_loss": mean_loss}
             if step % t.eval_every == 0 or step == t.steps:
-                model.eval()
-                sums = world.Allreduce(np.array(evaluation_sums(model, x_test, y_test), dtype=np.float64))
-                model.train()
-                row.update(test_loss=sums[0] / sums[2], test_accuracy=sums[1] / sums[2])
+                row.update(test.evaluate(model))
                 run.progress(step, t.steps, loss=mean_loss, acc=row["test_accuracy"])
             run.results.log(step, **row)
             if run.checkpoint_due(step, t.steps):

@@ -32,9 +32,9 @@ from mpihybrid.admm.rule import ADMMConfig, ADMMRule
 from mpihybrid.comm import Comm, Topology
 from mpihybrid.config import Config, ConfigError, require
 from mpihybrid.data import load_dataset
-from mpihybrid.dp import ShardedBatches
+from mpihybrid.dp import ShardedBatches, ShardedTestSet
 from mpihybrid.harness import Diverged, Run
-from mpihybrid.models import build_model, evaluation_sums, flatten_parameters, l2_loss
+from mpihybrid.models import build_model, flatten_parameters, l2_loss
 from mpihybrid.seeding import derive_seed, numpy_rng
 from mpihybrid.solvers.fosi import Base, FOSICore, refresh_due
 from mpihybrid.solvers.hvp import FlatLoss, HVPMethod, hvp_function
@@ -144,9 +144,7 @@ class Trainer:
                                  alpha=f.alpha, decay=f.decay, clip_max=f.clip_max, reduce=self._reduce)
             a = cfg.admm
             self.admm = ADMMRule(self.theta_block, a.sigma, a.round_steps or f.refresh_every, a.enabled)
-            test_part = np.array_split(np.arange(len(self.data.y_test)), update.size)[update.rank]
-            self.x_test = torch.from_numpy(self.data.x_test[test_part])
-            self.y_test = torch.from_numpy(self.data.y_test[test_part])
+            self.test = ShardedTestSet(self.data, update)
 
     def _reduce(self, t: torch.Tensor) -> torch.Tensor:
         with self.update.stats.label("projections"):
@@ -213,10 +211,7 @@ class Trainer:
         return float(loss.detach())
 
     def evaluate(self) -> dict[str, float]:
-        self.model.eval()
-        sums = self.update.Allreduce(np.array(evaluation_sums(self.model, self.x_test, self.y_test), dtype=np.float64))
-        self.model.train()
-        return {"test_loss": sums[0] / sums[2], "test_accuracy": sums[1] / sums[2]}
+        return self.test.evaluate(self.model)
 
     def install(self, values: np.ndarray, vectors_block: np.ndarray) -> None:
         self.core.set_curvature(values, vectors_block, self.cfg.fosi.k)

@@ -124,16 +124,15 @@ class Network:
 
     def __init__(self, config: Config, input_shape: tuple[int, ...], num_classes: int):
         self.layers = plan_layers(config.model, input_shape, num_classes)
-        self.input_shape = input_shape
         self.num_classes = num_classes
-        self.act, self.inverse = _activation_pair(config.model.activation)
+        self.act, inverse = _activation_pair(config.model.activation)
         self.spatial = config.model.name != "mlp"
         a = config.acnnl
         self.encoders = [torch.from_numpy(label_encoder(config.seed, i, num_classes, layer.out, a.projection, a.tau))
                          for i, layer in enumerate(self.layers[:-1])]
         # σ⁻¹ per class, once: elementwise kernels round a 1-row batch differently from a long one
         # (vectorised vs scalar tails), and the targets must not depend on the batch size.
-        self.class_targets = [self.inverse(Q) for Q in self.encoders]
+        self.class_targets = [inverse(Q) for Q in self.encoders]
 
     def __len__(self) -> int:
         return len(self.layers)
