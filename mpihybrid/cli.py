@@ -82,6 +82,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from mpihybrid import algorithms
     from mpihybrid.comm import Comm, abort_on_error, check_world_size
+    from mpihybrid.comm.failure import abort_job
     from mpihybrid.config import apply_overrides, build_config, read_toml
     from mpihybrid.errors import ConfigError
     from mpihybrid.harness import Diverged, Run
@@ -132,8 +133,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 run.results.write_failed(f"{type(exc).__name__}: {exc}")
                 raise
     except UsageError as exc:  # found after start-up (e.g. data too small): still exit 2, one line
-        print(f"mpihybrid: error: {exc}", file=sys.stderr, flush=True)
-        MPI.COMM_WORLD.Abort(EXIT_USAGE)
+        abort_job(MPI.COMM_WORLD, f"mpihybrid: error: {exc}\n", EXIT_USAGE)
     return 0
 
 

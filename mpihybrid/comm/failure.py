@@ -32,6 +32,18 @@ def format_rank_traceback(rank: int, exc: BaseException) -> str:
     return "".join(f"[rank {rank}] {line}" for line in text.splitlines(keepends=True))
 
 
+def abort_job(comm: MPI.Comm, text: str, code: int) -> None:
+    """Print ``text`` on stderr and end the whole job with ``code``.
+
+    The launcher forwards output through pipes it stops reading once Abort tears the job down;
+    without a pause the message was lost in about 1 run in 6 (MPICH hydra)."""
+    sys.stdout.flush()
+    sys.stderr.write(text)
+    sys.stderr.flush()
+    time.sleep(ABORT_GRACE_SECONDS)
+    comm.Abort(code)
+
+
 @contextmanager
 def abort_on_error(comm: MPI.Comm = MPI.COMM_WORLD) -> Iterator[None]:
     """Run the block; on any exception but a UsageError or SystemExit, print and Abort the job."""
@@ -40,13 +52,7 @@ def abort_on_error(comm: MPI.Comm = MPI.COMM_WORLD) -> Iterator[None]:
     except (UsageError, SystemExit):
         raise
     except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt must abort the job too
-        sys.stdout.flush()
-        sys.stderr.write(format_rank_traceback(comm.Get_rank(), exc))
-        sys.stderr.flush()
-        # The launcher forwards output through pipes it stops reading once Abort tears the job
-        # down; without a pause the traceback was lost in about 1 run in 6 (MPICH hydra).
-        time.sleep(ABORT_GRACE_SECONDS)
-        comm.Abort(1)
+        abort_job(comm, format_rank_traceback(comm.Get_rank(), exc), 1)
 
 
 def launcher_size() -> int | None:
