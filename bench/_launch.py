@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import h5py
 import numpy as np
@@ -15,12 +15,29 @@ BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parent.parent
 
 
-def run_job(ranks: int, algorithm: str, config: Path, out: Path, *overrides: str, timeout: float = 1800,
-            checkpoint: Path | None = None) -> dict:
+def run_job(
+    ranks: int,
+    algorithm: str,
+    config: Path,
+    out: Path,
+    *overrides: str,
+    timeout: float = 1800,
+    checkpoint: Path | None = None,
+) -> dict:
     """Run one job to completion (raising with its output on failure); return its metrics,
     per-rank comm totals, parameter hashes, final values and per-rank memory."""
-    cmd = [str(BIN / "mpiexec"), "-n", str(ranks), str(BIN / "mpihybrid"), "run", algorithm, "--config", str(config),
-           "--out", str(out)]
+    cmd = [
+        str(BIN / "mpiexec"),
+        "-n",
+        str(ranks),
+        str(BIN / "mpihybrid"),
+        "run",
+        algorithm,
+        "--config",
+        str(config),
+        "--out",
+        str(out),
+    ]
     if checkpoint is not None:
         cmd += ["--checkpoint", str(checkpoint)]
     for o in overrides:

@@ -62,12 +62,18 @@ def main() -> None:
         print("| message | raw mpi4py | mpihybrid.comm | extra | limit |")
         print("|---|---|---|---|---|")
         extra_small = (small["wrapper"] - small["raw"]) * 1e6
-        print(f"| 8 B | {small['raw'] * 1e6:.2f} us | {small['wrapper'] * 1e6:.2f} us | {extra_small:+.2f} us | <= 2 us |")
-        print(f"| 8 B, allreduce_scalar | {small['raw'] * 1e6:.2f} us | {small['scalar'] * 1e6:.2f} us | "
-              f"{(small['scalar'] - small['raw']) * 1e6:+.2f} us | <= 2 us |")
+        print(
+            f"| 8 B | {small['raw'] * 1e6:.2f} us | {small['wrapper'] * 1e6:.2f} us | {extra_small:+.2f} us | <= 2 us |"
+        )
+        print(
+            f"| 8 B, allreduce_scalar | {small['raw'] * 1e6:.2f} us | {small['scalar'] * 1e6:.2f} us | "
+            f"{(small['scalar'] - small['raw']) * 1e6:+.2f} us | <= 2 us |"
+        )
         ratio = large["wrapper"] / large["raw"]
-        print(f"| 64 MiB | {large['raw'] * 1e3:.2f} ms | {large['wrapper'] * 1e3:.2f} ms | "
-              f"{(ratio - 1) * 100:+.2f} % | <= 5 % |")
+        print(
+            f"| 64 MiB | {large['raw'] * 1e3:.2f} ms | {large['wrapper'] * 1e3:.2f} ms | "
+            f"{(ratio - 1) * 100:+.2f} % | <= 5 % |"
+        )
 
 
 if __name__ == "__main__":

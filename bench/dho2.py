@@ -28,12 +28,12 @@ import torch
 from _launch import BIN, REPO, run_job, write_report
 
 JOBS = REPO / "jobs"
-SMOOTH = 50   # steps in the moving average of the mini-batch training loss
+SMOOTH = 50  # steps in the moving average of the mini-batch training loss
 
 
 def digits_hvp(seed: int = 0):
     """The digits MLP 64-32-10 in float64 at its initialisation, its loss on 512 samples and an HVP."""
-    from mpihybrid.config import build_config, COMMON_SECTIONS
+    from mpihybrid.config import COMMON_SECTIONS, build_config
     from mpihybrid.data import load_dataset
     from mpihybrid.models import build_model
     from mpihybrid.solvers.hvp import FlatLoss, hvp_function
@@ -54,10 +54,16 @@ def exact_vs_lanczos(k: int = 10) -> list[str]:
     H = torch.autograd.functional.hessian(loss, theta)
     exact = np.linalg.eigvalsh(H.numpy())[-k:]
     t_exact = time.perf_counter() - t
-    lines = ["", f"## 1. Lanczos vs the exact Hessian (digits MLP, n = {theta.numel():,}, float64, 512 samples)", "",
-             f"Exact: `torch.autograd.functional.hessian` + `eigh` in {t_exact:.1f} s. Top-{k} eigenvalues "
-             f"{np.array2string(exact[::-1], precision=4)}.", "",
-             "| Lanczos steps m | time | max rel. error of the top-10 | of the top-1 |", "|---|---|---|---|"]
+    lines = [
+        "",
+        f"## 1. Lanczos vs the exact Hessian (digits MLP, n = {theta.numel():,}, float64, 512 samples)",
+        "",
+        f"Exact: `torch.autograd.functional.hessian` + `eigh` in {t_exact:.1f} s. Top-{k} eigenvalues "
+        f"{np.array2string(exact[::-1], precision=4)}.",
+        "",
+        "| Lanczos steps m | time | max rel. error of the top-10 | of the top-1 |",
+        "|---|---|---|---|",
+    ]
     for m in (40, 80, 120):
         t = time.perf_counter()
         r = lanczos(lambda x: hvp(theta, torch.from_numpy(x)).numpy(), theta.numel(), m, k, seed=0)
@@ -77,9 +83,15 @@ def sharded_worker(out: Path) -> None:
     comm = Comm(MPI.COMM_WORLD)
     loss, theta, hvp = digits_hvp()
     counts = balanced_counts(theta.numel(), comm.size)
-    lo = sum(counts[:comm.rank])
-    r = lanczos(lambda x: hvp(theta, torch.from_numpy(x)).numpy()[lo:lo + counts[comm.rank]], theta.numel(), 40, 10,
-                seed=0, comm=comm)
+    lo = sum(counts[: comm.rank])
+    r = lanczos(
+        lambda x: hvp(theta, torch.from_numpy(x)).numpy()[lo : lo + counts[comm.rank]],
+        theta.numel(),
+        40,
+        10,
+        seed=0,
+        comm=comm,
+    )
     full = np.empty((theta.numel(), 10)) if comm.rank == 0 else None
     comm.Gatherv(np.ascontiguousarray(r.vectors.T).reshape(-1), full, [c * 10 for c in counts])
     if comm.rank == 0:
@@ -87,15 +99,22 @@ def sharded_worker(out: Path) -> None:
 
 
 def sharded(out: Path) -> list[str]:
-    lines = ["", "## 2. Sharded Lanczos vs serial (digits-MLP HVP, float64, m = 40, k = 10)", "",
-             "| ranks | max rel. error of eigenvalues | max abs. error of Ritz vectors | wall time (incl. start-up) |",
-             "|---|---|---|---|"]
+    lines = [
+        "",
+        "## 2. Sharded Lanczos vs serial (digits-MLP HVP, float64, m = 40, k = 10)",
+        "",
+        "| ranks | max rel. error of eigenvalues | max abs. error of Ritz vectors | wall time (incl. start-up) |",
+        "|---|---|---|---|",
+    ]
     got = {}
     for ranks in (1, 2, 4):
         path = out / f"sharded-{ranks}.npz"
         t = time.perf_counter()
-        subprocess.run([str(BIN / "mpiexec"), "-n", str(ranks), sys.executable, __file__, "--sharded-worker", str(path)],
-                       check=True, timeout=600)
+        subprocess.run(
+            [str(BIN / "mpiexec"), "-n", str(ranks), sys.executable, __file__, "--sharded-worker", str(path)],
+            check=True,
+            timeout=600,
+        )
         got[ranks] = (np.load(path), time.perf_counter() - t)
     ref = got[1][0]
     for ranks, (r, dt) in got.items():
@@ -106,91 +125,146 @@ def sharded(out: Path) -> list[str]:
 
 
 def memory(out: Path, quick: bool) -> list[str]:
-    lines = ["", "## 3. Curvature + optimizer bytes per rank (dho2 sync, digits MLP 64-256-10, n = 19,210, k = 10, m = 40)",
-             "", "Exact bytes of the persistent tensors on each rank (`/memory/curvature_bytes + optimizer_bytes`, max over "
-             "ranks): eigenvector block, eigenvalues, VVᵀ, the rank's block of the Lanczos basis and T, Adam moments, "
-             "FOSI momentum, ADMM dual and anchor. Peak RSS (whole process, includes torch) is shown beside.", "",
-             "| P | curvature bytes | optimizer bytes | total | total / total(P=1) | peak RSS (max rank) |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "",
+        "## 3. Curvature + optimizer bytes per rank (dho2 sync, digits MLP 64-256-10, n = 19,210, k = 10, m = 40)",
+        "",
+        "Exact bytes of the persistent tensors on each rank (`/memory/curvature_bytes + optimizer_bytes`, max over "
+        "ranks): eigenvector block, eigenvalues, VVᵀ, the rank's block of the Lanczos basis and T, Adam moments, "
+        "FOSI momentum, ADMM dual and anchor. Peak RSS (whole process, includes torch) is shown beside.",
+        "",
+        "| P | curvature bytes | optimizer bytes | total | total / total(P=1) | peak RSS (max rank) |",
+        "|---|---|---|---|---|---|",
+    ]
     totals = {}
-    for P in ((1, 2) if quick else (1, 2, 4, 8)):
-        r = run_job(P, "dho2", JOBS / "dho2" / "digits.toml", out / f"memory-{P}.h5", "dho2.mode='sync'",
-                    "model.hidden=[256]", "train.steps=12", "fosi.refresh_every=10", "train.eval_every=12",
-                    "admm.enabled=true", "train.batch_size=64", "fosi.curvature_batch=64")
+    for P in (1, 2) if quick else (1, 2, 4, 8):
+        r = run_job(
+            P,
+            "dho2",
+            JOBS / "dho2" / "digits.toml",
+            out / f"memory-{P}.h5",
+            "dho2.mode='sync'",
+            "model.hidden=[256]",
+            "train.steps=12",
+            "fosi.refresh_every=10",
+            "train.eval_every=12",
+            "admm.enabled=true",
+            "train.batch_size=64",
+            "fosi.curvature_batch=64",
+        )
         curv, opt, rss = (r["memory"][k] for k in ("curvature_bytes", "optimizer_bytes", "peak_rss_bytes"))
         total = (curv + opt).max()
         totals[P] = total
-        lines.append(f"| {P} | {curv.max():,} | {opt.max():,} | {total:,} | {total / totals[1]:.3f} | {rss.max() / 2**20:.0f} MiB |")
+        ratio = total / totals[1]
+        lines.append(
+            f"| {P} | {curv.max():,} | {opt.max():,} | {total:,} | {ratio:.3f} | {rss.max() / 2**20:.0f} MiB |"
+        )
     Ps = np.array(sorted(totals), dtype=float)
     y = np.array([totals[int(p)] for p in Ps], dtype=float)
     X = np.stack([np.ones_like(Ps), 1 / Ps], 1)
     (a, b), *_ = np.linalg.lstsq(X, y, rcond=None)
     r2 = 1 - np.sum((X @ [a, b] - y) ** 2) / np.sum((y - y.mean()) ** 2)
-    lines += ["", f"Fit M(P) = a + b/P: a = {a:,.0f} B, b = {b:,.0f} B, **R² = {r2:.6f}**; "
-              f"M({int(Ps[-1])}) / M(1) = **{y[-1] / y[0]:.3f}**."]
+    lines += [
+        "",
+        f"Fit M(P) = a + b/P: a = {a:,.0f} B, b = {b:,.0f} B, **R² = {r2:.6f}**; "
+        f"M({int(Ps[-1])}) / M(1) = **{y[-1] / y[0]:.3f}**.",
+    ]
     return lines
 
 
 def overlap(out: Path, quick: bool) -> list[str]:
     steps = 600 if quick else 1000
-    lines = ["", "## 4. Overlap: U = 1 update rank, C = 1 curvature rank (digits MLP, k = 10, m = 40, T = 100, 2 ranks)", "",
-             "'No curvature at all' is the same job with no refresh inside the run: U steps plain Adam. 'C idle' are the "
-             "steps of the curvature run after the first install while C is not computing: U steps FOSI with the same "
-             "eigenpairs, so 'while C computes / C idle' isolates what the concurrent curvature computation costs U; "
-             "'while C computes / no curvature at all' also contains FOSI's own projections (6 passes over the r×n "
-             "eigenvector block per step).", "",
-             "| MLP | U step: no curvature at all | C idle (FOSI steps) | while C computes | ratio vs C idle | "
-             "ratio vs no curvature (target ≤ 1.15) | steps while C computes | staleness (steps) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "",
+        "## 4. Overlap: U = 1 update rank, C = 1 curvature rank (digits MLP, k = 10, m = 40, T = 100, 2 ranks)",
+        "",
+        "'No curvature at all' is the same job with no refresh inside the run: U steps plain Adam. 'C idle' are the "
+        "steps of the curvature run after the first install while C is not computing: U steps FOSI with the same "
+        "eigenpairs, so 'while C computes / C idle' isolates what the concurrent curvature computation costs U; "
+        "'while C computes / no curvature at all' also contains FOSI's own projections (6 passes over the r×n "
+        "eigenvector block per step).",
+        "",
+        "| MLP | U step: no curvature at all | C idle (FOSI steps) | while C computes | ratio vs C idle | "
+        "ratio vs no curvature (target ≤ 1.15) | steps while C computes | staleness (steps) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for hidden in (64, 512):
-        common = [f"train.steps={steps}", "train.eval_every=100000", "dho2.mode='overlap'", "dho2.curvature_ranks=1",
-                  f"model.hidden=[{hidden}]", "fosi.k=10", "fosi.curvature_batch=256", "fosi.refresh_every=100"]
+        common = [
+            f"train.steps={steps}",
+            "train.eval_every=100000",
+            "dho2.mode='overlap'",
+            "dho2.curvature_ranks=1",
+            f"model.hidden=[{hidden}]",
+            "fosi.k=10",
+            "fosi.curvature_batch=256",
+            "fosi.refresh_every=100",
+        ]
         with_c = run_job(2, "dho2", JOBS / "dho2" / "digits.toml", out / f"overlap-on-{hidden}.h5", *common)
-        without = run_job(2, "dho2", JOBS / "dho2" / "digits.toml", out / f"overlap-off-{hidden}.h5", *common,
-                          f"fosi.warmup={10 * steps}")
+        without = run_job(
+            2,
+            "dho2",
+            JOBS / "dho2" / "digits.toml",
+            out / f"overlap-off-{hidden}.h5",
+            *common,
+            f"fosi.warmup={10 * steps}",
+        )
         m = with_c["metrics"]
         is_busy = m["curvature_busy"] > 0
         busy = m["step_seconds"][is_busy]
         installed = np.flatnonzero(~np.isnan(m.get("curvature_staleness", np.full(len(is_busy), np.nan))))
         base = without["metrics"]["step_seconds"]
         if not len(installed):
-            lines.append(f"| 64-{hidden}-10 | {statistics.median(base) * 1e3:.3f} ms | - | - | - | - | {len(busy)} of "
-                         f"{steps} | no curvature arrived within the run |")
+            lines.append(
+                f"| 64-{hidden}-10 | {statistics.median(base) * 1e3:.3f} ms | - | - | - | - | {len(busy)} of "
+                f"{steps} | no curvature arrived within the run |"
+            )
             continue
-        idle = m["step_seconds"][installed[0]:][~is_busy[installed[0]:]]
+        idle = m["step_seconds"][installed[0] :][~is_busy[installed[0] :]]
         stale = m["curvature_staleness"][installed]
         med = {k: statistics.median(v) for k, v in (("base", base), ("idle", idle), ("busy", busy))}
-        lines.append(f"| 64-{hidden}-10 | {med['base'] * 1e3:.3f} ms | {med['idle'] * 1e3:.3f} ms | "
-                     f"{med['busy'] * 1e3:.3f} ms | **{med['busy'] / med['idle']:.3f}** | **{med['busy'] / med['base']:.3f}** | "
-                     f"{len(busy)} of {steps} | {stale.astype(int).tolist()} |")
+        lines.append(
+            f"| 64-{hidden}-10 | {med['base'] * 1e3:.3f} ms | {med['idle'] * 1e3:.3f} ms | "
+            f"{med['busy'] * 1e3:.3f} ms | **{med['busy'] / med['idle']:.3f}** | **{med['busy'] / med['base']:.3f}** | "
+            f"{len(busy)} of {steps} | {stale.astype(int).tolist()} |"
+        )
     return lines
 
 
 def smoothed(loss: np.ndarray) -> np.ndarray:
     kernel = np.ones(SMOOTH) / SMOOTH
-    out = np.convolve(loss, kernel, mode="full")[:len(loss)]
-    out[:SMOOTH - 1] = np.inf   # no estimate before a full window
+    out = np.convolve(loss, kernel, mode="full")[: len(loss)]
+    out[: SMOOTH - 1] = np.inf  # no estimate before a full window
     return out
 
 
 def time_to_target(out: Path, quick: bool) -> list[str]:
-    lines = ["", "## 5. Time to Adam's best training loss (moving average over 50 steps of the mini-batch loss)", "",
-             "Adam runs its whole budget; its best smoothed training loss is the target; each run's time is its wall time "
-             "(from the run's start) at the first step its smoothed loss reaches the target. Ratio = Adam's time to its best "
-             "/ the other's time to the same loss (> 1: faster). Medians over seeds; a run that never reaches it counts as 0×.", "",
-             "| model | comparison | ranks | speed-up (time) median [min, max] | steps ratio median | reached |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "",
+        "## 5. Time to Adam's best training loss (moving average over 50 steps of the mini-batch loss)",
+        "",
+        "Adam runs its whole budget; its best smoothed training loss is the target; each run's time is its wall "
+        "time (from the run's start) at the first step its smoothed loss reaches the target. Ratio = Adam's time to "
+        "its best / the other's time to the same loss (> 1: faster). Medians over seeds; a run that never reaches it "
+        "counts as 0×.",
+        "",
+        "| model | comparison | ranks | speed-up (time) median [min, max] | steps ratio median | reached |",
+        "|---|---|---|---|---|---|",
+    ]
     seeds = (0, 1) if quick else (0, 1, 2, 3, 4)
-    models = {"digits MLP 64-32-10": (JOBS / "fosi" / "digits.toml", 600 if quick else 1500, []),
-              "MNIST-1D CNN": (JOBS / "fosi" / "mnist1d.toml", 400 if quick else 2000, [])}
+    models = {
+        "digits MLP 64-32-10": (JOBS / "fosi" / "digits.toml", 600 if quick else 1500, []),
+        "MNIST-1D CNN": (JOBS / "fosi" / "mnist1d.toml", 400 if quick else 2000, []),
+    }
     summary = {}
     for name, (job, steps, extra) in models.items():
         common = [f"train.steps={steps}", f"train.eval_every={steps}", *extra]
-        base_job = out / f"adam-{job.stem}.toml"          # the same config without FOSI's sections
+        base_job = out / f"adam-{job.stem}.toml"  # the same config without FOSI's sections
         base_job.write_text(job.read_text().split("\n[fosi]")[0])
-        pairs = {"FOSI-Adam vs Adam": (1, ("dp-adam", []), ("fosi", [])),
-                 "DHO2 overlap (U=1, C=1) vs dp-adam": (2, ("dp-adam", []), ("dho2", ["dho2.mode='overlap'"])),
-                 "DHO2 sync vs dp-adam": (2, ("dp-adam", []), ("dho2", ["dho2.mode='sync'"]))}
+        pairs = {
+            "FOSI-Adam vs Adam": (1, ("dp-adam", []), ("fosi", [])),
+            "DHO2 overlap (U=1, C=1) vs dp-adam": (2, ("dp-adam", []), ("dho2", ["dho2.mode='overlap'"])),
+            "DHO2 sync vs dp-adam": (2, ("dp-adam", []), ("dho2", ["dho2.mode='sync'"])),
+        }
         for label, (ranks, (base_algo, base_extra), (algo, algo_extra)) in pairs.items():
             speed, steps_ratio, reached = [], [], 0
             for seed in seeds:
@@ -210,8 +284,10 @@ def time_to_target(out: Path, quick: bool) -> list[str]:
                     speed.append(0.0)
                     steps_ratio.append(0.0)
             summary[name, label] = speed
-            lines.append(f"| {name} | {label} | {ranks} | **{statistics.median(speed):.2f}×** [{min(speed):.2f}, "
-                         f"{max(speed):.2f}] | {statistics.median(steps_ratio):.2f}× | {reached}/{len(seeds)} |")
+            lines.append(
+                f"| {name} | {label} | {ranks} | **{statistics.median(speed):.2f}×** [{min(speed):.2f}, "
+                f"{max(speed):.2f}] | {statistics.median(steps_ratio):.2f}× | {reached}/{len(seeds)} |"
+            )
     (out / "speedups.json").write_text(json.dumps({f"{k[0]} | {k[1]}": v for k, v in summary.items()}, indent=1))
     return lines
 
@@ -227,12 +303,21 @@ def main() -> None:
         sharded_worker(args.sharded_worker)
         return
     args.out.mkdir(parents=True, exist_ok=True)
-    parts = {"exact": exact_vs_lanczos, "sharded": lambda: sharded(args.out), "memory": lambda: memory(args.out, args.quick),
-             "overlap": lambda: overlap(args.out, args.quick), "speed": lambda: time_to_target(args.out, args.quick)}
-    write_report(args.out, "FOSI / DHO2 benchmark",
-                 "`.venv/bin/python bench/dho2.py` on a 2-core machine (4 and 8 ranks oversubscribed). Every number below was "
-                 "measured by that command (a section's runs together; `--only` reruns single sections).",
-                 parts, args.only)
+    parts = {
+        "exact": exact_vs_lanczos,
+        "sharded": lambda: sharded(args.out),
+        "memory": lambda: memory(args.out, args.quick),
+        "overlap": lambda: overlap(args.out, args.quick),
+        "speed": lambda: time_to_target(args.out, args.quick),
+    }
+    write_report(
+        args.out,
+        "FOSI / DHO2 benchmark",
+        "`.venv/bin/python bench/dho2.py` on a 2-core machine (4 and 8 ranks oversubscribed). Every number below was "
+        "measured by that command (a section's runs together; `--only` reruns single sections).",
+        parts,
+        args.only,
+    )
 
 
 if __name__ == "__main__":

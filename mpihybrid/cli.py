@@ -30,8 +30,14 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run an algorithm as an MPI job")
     r.add_argument("algorithm", choices=sorted(MODULES))
     r.add_argument("--config", required=True, help="TOML config file")
-    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set train.lr=0.01 (repeatable)")
+    r.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set train.lr=0.01 (repeatable)",
+    )
     r.add_argument("--out", required=True, help="results file (HDF5), written by rank 0")
     r.add_argument("--checkpoint", help="checkpoint directory")
     r.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --checkpoint")
@@ -42,11 +48,17 @@ def _parser() -> argparse.ArgumentParser:
     a = sub.add_parser("analyze", help="tabulate results files")
     a.add_argument("files", nargs="+")
     a.add_argument("--format", choices=["markdown", "csv"], default="markdown")
-    a.add_argument("--target", metavar="METRIC>=VALUE", help="report time, step and uplink bytes to reach it "
-                   "(e.g. test_accuracy>=0.9, train_loss<=0.05)")
+    a.add_argument(
+        "--target",
+        metavar="METRIC>=VALUE",
+        help="report time, step and uplink bytes to reach it (e.g. test_accuracy>=0.9, train_loss<=0.05)",
+    )
     a.add_argument("--baseline", metavar="FILE", help="results file the speed-ups are measured against")
-    a.add_argument("--plots", metavar="DIR", help="write PNG plots (metric vs step and wall time, bytes, memory "
-                   "and speed-up vs ranks) into DIR")
+    a.add_argument(
+        "--plots",
+        metavar="DIR",
+        help="write PNG plots (metric vs step and wall time, bytes, memory and speed-up vs ranks) into DIR",
+    )
     return p
 
 
@@ -63,14 +75,17 @@ def cmd_info(args: argparse.Namespace) -> int:
     check_world_size(comm.Get_size(), args.expect_ranks)
     if comm.Get_rank() == 0:
         import h5py
+        import mpi4py
         import numpy
         import torch
-        import mpi4py
 
-        print(f"mpihybrid {__version__}; python {platform.python_version()}; mpi4py {mpi4py.__version__}; "
-              f"numpy {numpy.__version__}; torch {torch.__version__}; h5py {h5py.__version__} "
-              f"(parallel HDF5: {h5py.get_config().mpi})")
-        print(f"MPI library: {MPI.Get_library_version().splitlines()[0].strip()} (MPI {'.'.join(map(str, MPI.Get_version()))})")
+        print(
+            f"mpihybrid {__version__}; python {platform.python_version()}; mpi4py {mpi4py.__version__}; "
+            f"numpy {numpy.__version__}; torch {torch.__version__}; h5py {h5py.__version__} "
+            f"(parallel HDF5: {h5py.get_config().mpi})"
+        )
+        library = MPI.Get_library_version().splitlines()[0].strip()
+        print(f"MPI library: {library} (MPI {'.'.join(map(str, MPI.Get_version()))})")
         print(f"world size: {comm.Get_size()}")
     rows = comm.gather((comm.Get_rank(), MPI.Get_processor_name()), root=0)
     if comm.Get_rank() == 0:
@@ -103,8 +118,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.resume:
             if not args.checkpoint:
                 raise ConfigError("--resume", "needs --checkpoint DIR")
-            resumed = load_checkpoint(latest_checkpoint(args.checkpoint), rank=world.rank, world_size=world.size,
-                                      algorithm=args.algorithm, config_hash=config.hash())
+            resumed = load_checkpoint(
+                latest_checkpoint(args.checkpoint),
+                rank=world.rank,
+                world_size=world.size,
+                algorithm=args.algorithm,
+                config_hash=config.hash(),
+            )
     except UsageError as exc:
         message = f"mpihybrid: error: {exc}"
     message = _agree(world.mpi, message)
@@ -113,8 +133,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(message, file=sys.stderr, flush=True)
         return EXIT_USAGE
 
-    run = Run(algorithm=args.algorithm, config=config, world=world, out=args.out,
-              checkpoint_dir=args.checkpoint, resumed=resumed)
+    run = Run(
+        algorithm=args.algorithm,
+        config=config,
+        world=world,
+        out=args.out,
+        checkpoint_dir=args.checkpoint,
+        resumed=resumed,
+    )
     if resumed is not None:
         from mpihybrid.io.checkpoint import restore_global_rng
 

@@ -34,15 +34,15 @@ def require(condition: bool, key: str, message: str) -> None:
 @dataclass
 class DataConfig:
     name: Literal["digits", "mnist1d", "synthetic", "mnist-idx", "cifar10", "npz", "hdf5"] = "digits"
-    path: str = ""                # directory or file for the file-based loaders
-    test_fraction: float = 0.2    # held-out share for data sets without a fixed test split
-    num_samples: int = 4000       # mnist1d and synthetic: samples generated
-    standardize: bool = True      # zero mean, unit variance per feature, from training statistics
-    partition: Literal["iid", "dirichlet", "shards", "owner"] = "iid"   # owner: Synthetic's users
-    alpha: float = 0.5            # Dirichlet concentration (partition = "dirichlet")
-    shards_per_client: int = 2    # label shards per client (partition = "shards")
+    path: str = ""  # directory or file for the file-based loaders
+    test_fraction: float = 0.2  # held-out share for data sets without a fixed test split
+    num_samples: int = 4000  # mnist1d and synthetic: samples generated
+    standardize: bool = True  # zero mean, unit variance per feature, from training statistics
+    partition: Literal["iid", "dirichlet", "shards", "owner"] = "iid"  # owner: Synthetic's users
+    alpha: float = 0.5  # Dirichlet concentration (partition = "dirichlet")
+    shards_per_client: int = 2  # label shards per client (partition = "shards")
     synthetic_alpha: float = 0.5  # pFedMe Synthetic(alpha, beta): model heterogeneity
-    synthetic_beta: float = 0.5   # ... and input heterogeneity
+    synthetic_beta: float = 0.5  # ... and input heterogeneity
     synthetic_dim: int = 60
     synthetic_classes: int = 10
 
@@ -63,7 +63,7 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     name: Literal["mlp", "cnn2d", "cnn1d"] = "mlp"
-    hidden: list[int] = field(default_factory=lambda: [32])    # MLP hidden widths; CNN head widths
+    hidden: list[int] = field(default_factory=lambda: [32])  # MLP hidden widths; CNN head widths
     channels: list[int] = field(default_factory=lambda: [16, 32])  # CNN conv channels
     kernel_size: int = 3
     activation: Literal["relu", "tanh", "gelu"] = "relu"
@@ -77,14 +77,14 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    steps: int = 1000             # optimizer steps (data-parallel) or rounds (federated)
-    batch_size: int = 64          # global batch, split evenly over the data-parallel ranks
+    steps: int = 1000  # optimizer steps (data-parallel) or rounds (federated)
+    batch_size: int = 64  # global batch, split evenly over the data-parallel ranks
     optimizer: Literal["adam", "sgd"] = "adam"
     lr: float = 1e-3
-    momentum: float = 0.0         # SGD momentum
-    weight_decay: float = 0.0     # L2, added to the loss so curvature methods see it
-    eval_every: int = 100         # steps between test evaluations (and the final step)
-    threads: int = 0              # torch threads per rank; 0 = the cores this rank owns
+    momentum: float = 0.0  # SGD momentum
+    weight_decay: float = 0.0  # L2, added to the loss so curvature methods see it
+    eval_every: int = 100  # steps between test evaluations (and the final step)
+    threads: int = 0  # torch threads per rank; 0 = the cores this rank owns
 
     def check(self) -> None:
         require(self.steps >= 1, "train.steps", f"must be >= 1, got {self.steps}")
@@ -98,8 +98,8 @@ class TrainConfig:
 
 @dataclass
 class CheckpointConfig:
-    every: int = 0                # steps between checkpoints; 0 = only at the end of the run
-    keep: int = 2                 # newest checkpoints kept in the directory
+    every: int = 0  # steps between checkpoints; 0 = only at the end of the run
+    keep: int = 2  # newest checkpoints kept in the directory
 
     def check(self) -> None:
         require(self.every >= 0, "checkpoint.every", f"must be >= 0, got {self.every}")
@@ -108,7 +108,10 @@ class CheckpointConfig:
 
 # Sections every algorithm understands; algorithms add their own (see mpihybrid.algorithms).
 COMMON_SECTIONS: dict[str, type] = {
-    "data": DataConfig, "model": ModelConfig, "train": TrainConfig, "checkpoint": CheckpointConfig,
+    "data": DataConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "checkpoint": CheckpointConfig,
 }
 
 

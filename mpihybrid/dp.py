@@ -28,7 +28,9 @@ SECTIONS: dict[str, type] = {}
 
 def validate(config: Config, world_size: int) -> None:
     if config.train.batch_size % world_size:
-        raise ConfigError("train.batch_size", f"{config.train.batch_size} does not split evenly over {world_size} ranks")
+        raise ConfigError(
+            "train.batch_size", f"{config.train.batch_size} does not split evenly over {world_size} ranks"
+        )
 
 
 class ShardedBatches:
@@ -41,12 +43,14 @@ class ShardedBatches:
         self.local_batch = batch_size // size
         self.steps_per_epoch = len(self.shard) // self.local_batch
         if self.steps_per_epoch < 1:
-            raise ConfigError("train.batch_size", f"a rank's batch of {self.local_batch} exceeds its {len(self.shard)} samples")
+            raise ConfigError(
+                "train.batch_size", f"a rank's batch of {self.local_batch} exceeds its {len(self.shard)} samples"
+            )
 
     def indices(self, step: int) -> np.ndarray:
         epoch, i = divmod(step, self.steps_per_epoch)
         order = numpy_rng(self.seed, "dp-batches", self.rank, epoch).permutation(len(self.shard))
-        return self.shard[order[i * self.local_batch:(i + 1) * self.local_batch]]
+        return self.shard[order[i * self.local_batch : (i + 1) * self.local_batch]]
 
 
 class ShardedTestSet:

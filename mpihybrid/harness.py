@@ -11,8 +11,9 @@ import math
 import os
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 from mpi4py import MPI
@@ -42,8 +43,16 @@ def cores_per_rank(world: Comm) -> int:
 class Run:
     """One run of one algorithm on the world communicator."""
 
-    def __init__(self, *, algorithm: str, config: Config, world: Comm, out: str | Path,
-                 checkpoint_dir: str | Path | None, resumed: tuple[int, dict, dict] | None):
+    def __init__(
+        self,
+        *,
+        algorithm: str,
+        config: Config,
+        world: Comm,
+        out: str | Path,
+        checkpoint_dir: str | Path | None,
+        resumed: tuple[int, dict, dict] | None,
+    ):
         self.algorithm = algorithm
         self.config = config
         self.world = world
@@ -118,13 +127,25 @@ class Run:
     def save(self, step: int, shared: dict[str, Any], local: dict[str, Any]) -> None:
         """Collective: checkpoint the algorithm's state plus the metrics history so far."""
         self.last_checkpoint = save_checkpoint(
-            self.checkpoint_dir, self.world, step=step, algorithm=self.algorithm, config_hash=self.config.hash(),
-            shared={**shared, **self.results.state()}, local=local, keep=self.config.checkpoint.keep)
+            self.checkpoint_dir,
+            self.world,
+            step=step,
+            algorithm=self.algorithm,
+            config_hash=self.config.hash(),
+            shared={**shared, **self.results.state()},
+            local=local,
+            keep=self.config.checkpoint.keep,
+        )
         self.results.flush()
 
     # -- the end -------------------------------------------------------------------------
-    def finish(self, params: Iterable[torch.Tensor], memory: dict[str, int] | None = None,
-               per_rank: dict[str, float] | None = None, error: str = "") -> None:
+    def finish(
+        self,
+        params: Iterable[torch.Tensor],
+        memory: dict[str, int] | None = None,
+        per_rank: dict[str, float] | None = None,
+        error: str = "",
+    ) -> None:
         """Collective: write the results file and print the summary on rank 0."""
         if self._bar is not None:
             self._bar.close()

@@ -13,8 +13,9 @@ BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parent.parent
 
 
-def launch(n: int, *args: str, timeout: float = 120, env: dict[str, str] | None = None,
-           cwd: Path | None = None) -> subprocess.CompletedProcess:
+def launch(
+    n: int, *args: str, timeout: float = 120, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
     """``mpiexec -n n mpihybrid ARGS`` with the venv's mpiexec; a hang becomes a test failure."""
     cmd = [str(BIN / "mpiexec"), "-n", str(n), str(BIN / "mpihybrid"), *args]
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}

@@ -39,16 +39,19 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=30 State=UP
 
 
 def find(name: str) -> str | None:
-    return shutil.which(name) or next((str(p) for p in (Path("/usr/sbin") / name, Path("/usr/bin") / name)
-                                       if p.exists()), None)
+    return shutil.which(name) or next(
+        (str(p) for p in (Path("/usr/sbin") / name, Path("/usr/bin") / name) if p.exists()), None
+    )
 
 
 def missing_reason() -> str | None:
     """Why a private Slurm cannot run here, or None."""
     missing = [n for n in (*DAEMONS, *CLIENTS) if find(n) is None]
     if missing:
-        return (f"Slurm is not installed ({', '.join(missing)} not found); "
-                f"apt-get install slurmctld slurmd slurm-client munge")
+        return (
+            f"Slurm is not installed ({', '.join(missing)} not found); "
+            f"apt-get install slurmctld slurmd slurm-client munge"
+        )
     if os.geteuid() != 0:
         return "the private Slurm runs its daemons as root (SlurmUser=root); run the tests as root"
     return None
@@ -104,11 +107,23 @@ class LocalSlurm:
     def logs(self) -> str:
         return "\n".join(p.read_text()[-3000:] for p in sorted((self.dir / "log").glob("*.log")))
 
-    def sbatch(self, script: Path, *args: str, options: tuple[str, ...] = (), env: dict[str, str] | None = None,
-               cwd: Path | None = None) -> int:
+    def sbatch(
+        self,
+        script: Path,
+        *args: str,
+        options: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> int:
         """Submit ``script`` (sbatch ``options`` first, then the script's ``args``); the job id."""
-        proc = subprocess.run([find("sbatch"), "--parsable", *options, str(script), *args], capture_output=True, text=True,
-                              env={**self.env, **(env or {})}, cwd=cwd, timeout=60)
+        proc = subprocess.run(
+            [find("sbatch"), "--parsable", *options, str(script), *args],
+            capture_output=True,
+            text=True,
+            env={**self.env, **(env or {})},
+            cwd=cwd,
+            timeout=60,
+        )
         if proc.returncode != 0:
             raise RuntimeError(f"sbatch failed: {proc.stderr}")
         return int(proc.stdout.strip().split(";")[0])
@@ -116,11 +131,13 @@ class LocalSlurm:
     def wait(self, job: int, timeout: float = 600) -> dict[str, str]:
         """Poll until the job (every array task) has left the queue; its scontrol records."""
         deadline = time.time() + timeout
-        while subprocess.run([find("squeue"), "-h", "-j", str(job)], capture_output=True, text=True,
-                             env=self.env).stdout.strip():
+        while subprocess.run(
+            [find("squeue"), "-h", "-j", str(job)], capture_output=True, text=True, env=self.env
+        ).stdout.strip():
             if time.time() > deadline:
                 raise TimeoutError(f"job {job} still queued after {timeout}s\n{self.logs()}")
             time.sleep(0.5)
-        shown = subprocess.run([find("scontrol"), "show", "job", str(job), "-o"], capture_output=True, text=True,
-                               env=self.env).stdout
+        shown = subprocess.run(
+            [find("scontrol"), "show", "job", str(job), "-o"], capture_output=True, text=True, env=self.env
+        ).stdout
         return {line.split("JobId=")[1].split()[0]: line for line in shown.splitlines() if "JobId=" in line}

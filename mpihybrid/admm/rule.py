@@ -29,8 +29,8 @@ from mpihybrid.config import require
 @dataclass
 class ADMMConfig:
     enabled: bool = True
-    sigma: float = 5e-9           # σ: dual step and the scale of the z-update (the official code's value)
-    round_steps: int = 0          # steps per round; 0 = the curvature refresh period fosi.refresh_every
+    sigma: float = 5e-9  # σ: dual step and the scale of the z-update (the official code's value)
+    round_steps: int = 0  # steps per round; 0 = the curvature refresh period fosi.refresh_every
 
     def check(self) -> None:
         require(self.sigma > 0, "admm.sigma", f"must be > 0, got {self.sigma}")

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Literal
 
 import numpy as np
 import torch
@@ -46,23 +47,26 @@ TASK_CURVATURE, TASK_CHECKPOINT, TASK_STOP = 0, 1, 2
 
 @dataclass
 class FOSIConfig:
-    base: Base = "adam"           # base optimizer; its lr is train.lr, heavy-ball's momentum train.momentum
-    k: int = 10                   # top eigenpairs
-    l: int = 0                    # bottom eigenpairs
-    lanczos_steps: int = 0        # m; 0 = 4(k + ℓ) as in FOSI's code
-    refresh_every: int = 100      # T: steps between curvature refreshes
-    warmup: int = 0               # W: step of the first refresh; 0 = T
-    alpha: float = 0.01           # Newton step size α
-    decay: float = 0.9            # β of the curvature-part momentum
-    clip_max: float = 3.0         # c_max (FOSI-Adam always uses 1)
-    curvature_batch: int = 0      # samples of the fixed curvature batch; 0 = train.batch_size
+    base: Base = "adam"  # base optimizer; its lr is train.lr, heavy-ball's momentum train.momentum
+    k: int = 10  # top eigenpairs
+    l: int = 0  # bottom eigenpairs
+    lanczos_steps: int = 0  # m; 0 = 4(k + ℓ) as in FOSI's code
+    refresh_every: int = 100  # T: steps between curvature refreshes
+    warmup: int = 0  # W: step of the first refresh; 0 = T
+    alpha: float = 0.01  # Newton step size α
+    decay: float = 0.9  # β of the curvature-part momentum
+    clip_max: float = 3.0  # c_max (FOSI-Adam always uses 1)
+    curvature_batch: int = 0  # samples of the fixed curvature batch; 0 = train.batch_size
     hvp: HVPMethod = "forward-over-reverse"
 
     def check(self) -> None:
         require(self.k >= 1, "fosi.k", f"must be >= 1, got {self.k}")
         require(self.l >= 0, "fosi.l", f"must be >= 0, got {self.l}")
-        require(self.lanczos_steps == 0 or self.lanczos_steps >= self.k + self.l, "fosi.lanczos_steps",
-                f"{self.lanczos_steps} Lanczos steps cannot give k + ℓ = {self.k + self.l} eigenpairs")
+        require(
+            self.lanczos_steps == 0 or self.lanczos_steps >= self.k + self.l,
+            "fosi.lanczos_steps",
+            f"{self.lanczos_steps} Lanczos steps cannot give k + ℓ = {self.k + self.l} eigenpairs",
+        )
         require(self.refresh_every >= 1, "fosi.refresh_every", f"T must be >= 1, got {self.refresh_every}")
         require(self.warmup >= 0, "fosi.warmup", f"must be >= 0, got {self.warmup}")
         require(self.alpha > 0, "fosi.alpha", f"must be > 0, got {self.alpha}")
@@ -82,14 +86,17 @@ class FOSIConfig:
 @dataclass
 class DHO2Config:
     mode: Literal["sync", "overlap"] = "overlap"
-    curvature_ranks: int = 1      # overlap: ranks in the curvature group C; the others update (U)
+    curvature_ranks: int = 1  # overlap: ranks in the curvature group C; the others update (U)
     pickup: Literal["probe", "fixed"] = "probe"
-    pickup_delay: int = 0         # fixed: install exactly this many steps after the snapshot (>= 1)
+    pickup_delay: int = 0  # fixed: install exactly this many steps after the snapshot (>= 1)
 
     def check(self) -> None:
         require(self.curvature_ranks >= 1, "dho2.curvature_ranks", f"must be >= 1, got {self.curvature_ranks}")
-        require(self.pickup == "probe" or self.pickup_delay >= 1, "dho2.pickup_delay",
-                "pickup = 'fixed' needs pickup_delay >= 1 (steps between snapshot and install)")
+        require(
+            self.pickup == "probe" or self.pickup_delay >= 1,
+            "dho2.pickup_delay",
+            "pickup = 'fixed' needs pickup_delay >= 1 (steps between snapshot and install)",
+        )
 
 
 FOSI_SECTIONS = {"fosi": FOSIConfig, "admm": ADMMConfig}
@@ -102,13 +109,19 @@ def validate(config: Config, world_size: int, algorithm: str) -> None:
         update = 1
     elif config.dho2.mode == "overlap":
         require(world_size >= 2, "dho2.mode", "overlap needs at least 2 ranks (an update and a curvature group)")
-        require(config.dho2.curvature_ranks < world_size, "dho2.curvature_ranks",
-                f"{config.dho2.curvature_ranks} curvature ranks leave no update rank in a world of {world_size}")
+        require(
+            config.dho2.curvature_ranks < world_size,
+            "dho2.curvature_ranks",
+            f"{config.dho2.curvature_ranks} curvature ranks leave no update rank in a world of {world_size}",
+        )
         update = world_size - config.dho2.curvature_ranks
     else:
         update = world_size
-    require(config.train.batch_size % update == 0, "train.batch_size",
-            f"{config.train.batch_size} does not split evenly over {update} update ranks")
+    require(
+        config.train.batch_size % update == 0,
+        "train.batch_size",
+        f"{config.train.batch_size} does not split evenly over {update} update ranks",
+    )
     curvature = world_size - update if update < world_size else world_size
     batch = config.fosi.curvature_batch or config.train.batch_size
     require(batch % curvature == 0, "fosi.curvature_batch", f"{batch} does not split evenly over {curvature} ranks")
@@ -127,21 +140,32 @@ class Trainer:
         self.theta, self.grad = flatten_parameters(self.params)
         self.n = self.theta.numel()
         if cfg.fosi.k + cfg.fosi.l > self.n:
-            raise ConfigError("fosi.k", f"k + ℓ = {cfg.fosi.k + cfg.fosi.l} eigenpairs exceed the model's {self.n} parameters")
+            raise ConfigError(
+                "fosi.k", f"k + ℓ = {cfg.fosi.k + cfg.fosi.l} eigenpairs exceed the model's {self.n} parameters"
+            )
         batch = cfg.fosi.curvature_batch or cfg.train.batch_size
-        self.curvature_indices = np.sort(numpy_rng(cfg.seed, "curvature-batch").choice(len(self.y_train), batch,
-                                                                                       replace=False))
+        self.curvature_indices = np.sort(
+            numpy_rng(cfg.seed, "curvature-batch").choice(len(self.y_train), batch, replace=False)
+        )
         self.basis_bytes = 0
         if update is not None:
             self.batches = ShardedBatches(self.data.y_train, update.rank, update.size, cfg.train.batch_size, cfg.seed)
             self.counts = balanced_counts(self.n, update.size)
-            lo = sum(self.counts[:update.rank])
+            lo = sum(self.counts[: update.rank])
             self.block = slice(lo, lo + self.counts[update.rank])
             self.theta_block = self.theta[self.block].clone()
             self.grad_block = torch.zeros_like(self.theta_block)
             f = cfg.fosi
-            self.core = FOSICore(self.theta_block, base=f.base, lr=cfg.train.lr, momentum=cfg.train.momentum,
-                                 alpha=f.alpha, decay=f.decay, clip_max=f.clip_max, reduce=self._reduce)
+            self.core = FOSICore(
+                self.theta_block,
+                base=f.base,
+                lr=cfg.train.lr,
+                momentum=cfg.train.momentum,
+                alpha=f.alpha,
+                decay=f.decay,
+                clip_max=f.clip_max,
+                reduce=self._reduce,
+            )
             a = cfg.admm
             self.admm = ADMMRule(self.theta_block, a.sigma, a.round_steps or f.refresh_every, a.enabled)
             self.test = ShardedTestSet(self.data, update)
@@ -179,16 +203,21 @@ class Trainer:
             return mine
 
         with comm.stats.label("lanczos"):
-            ritz = lanczos(matvec, self.n, f.steps, f.k, f.l, seed=derive_seed(self.cfg.seed, "lanczos", refresh),
-                           comm=comm)
-        self.basis_bytes = (f.steps * counts[comm.rank] + f.steps ** 2) * 8
+            ritz = lanczos(
+                matvec, self.n, f.steps, f.k, f.l, seed=derive_seed(self.cfg.seed, "lanczos", refresh), comm=comm
+            )
+        self.basis_bytes = (f.steps * counts[comm.rank] + f.steps**2) * 8
         if not np.isfinite(ritz.values).all():
             raise FloatingPointError(f"non-finite eigenvalues {ritz.values}")
         values, vectors = ritz.values, ritz.vectors
         missing = f.k + f.l - len(values)
-        if missing:   # documented fallback: zero vectors, which take no part in the update
-            warnings.warn(f"Lanczos broke down after {ritz.iterations} steps with {len(values)} of {f.k + f.l} "
-                          f"eigenpairs; the rest are zero vectors", RuntimeWarning)
+        if missing:  # documented fallback: zero vectors, which take no part in the update
+            warnings.warn(
+                f"Lanczos broke down after {ritz.iterations} steps with {len(values)} of {f.k + f.l} "
+                f"eigenpairs; the rest are zero vectors",
+                RuntimeWarning,
+                stacklevel=2,
+            )
             values = np.concatenate([np.full(missing, values[0]), values])
             vectors = np.vstack([np.zeros((missing, vectors.shape[1])), vectors])
         return values, vectors
@@ -217,8 +246,11 @@ class Trainer:
         self.core.set_curvature(values, vectors_block, self.cfg.fosi.k)
 
     def state(self) -> dict:
-        return {**{f"fosi/{k}": v for k, v in self.core.state().items()},
-                **{f"admm/{k}": v for k, v in self.admm.state().items()}, "theta_block": self.theta_block.clone()}
+        return {
+            **{f"fosi/{k}": v for k, v in self.core.state().items()},
+            **{f"admm/{k}": v for k, v in self.admm.state().items()},
+            "theta_block": self.theta_block.clone(),
+        }
 
     def load_state(self, local: dict, shared: dict) -> None:
         self.theta.copy_(torch.as_tensor(shared["theta"]))
@@ -230,9 +262,15 @@ class Trainer:
         if self.update is None:
             return {"curvature_bytes": self.basis_bytes, "optimizer_bytes": 0}
         core = self.core
-        curv = sum(t.numel() * t.element_size() for t in (core.V, core.values, core.eta, core.gram)) if core.V is not None else 0
-        return {"curvature_bytes": curv + self.basis_bytes, "optimizer_bytes": core.state_bytes() - curv +
-                self.admm.state_bytes()}
+        curv = (
+            sum(t.numel() * t.element_size() for t in (core.V, core.values, core.eta, core.gram))
+            if core.V is not None
+            else 0
+        )
+        return {
+            "curvature_bytes": curv + self.basis_bytes,
+            "optimizer_bytes": core.state_bytes() - curv + self.admm.state_bytes(),
+        }
 
 
 def run_fosi(run: Run) -> None:
@@ -289,8 +327,8 @@ class Handoff:
 
     def __init__(self, tr: Trainer, world: Comm, c_root: int):
         self.tr, self.world, self.c_root = tr, world, c_root
-        self.in_flight: int | None = None          # snapshot step of the task C is computing
-        self.pending: tuple[int, np.ndarray, np.ndarray] | None = None   # (snapshot step, values, block)
+        self.in_flight: int | None = None  # snapshot step of the task C is computing
+        self.pending: tuple[int, np.ndarray, np.ndarray] | None = None  # (snapshot step, values, block)
         self.is_root = tr.update.rank == 0
 
     def send_task(self, kind: int, step: int, theta: torch.Tensor | None = None) -> None:
@@ -317,7 +355,7 @@ class Handoff:
         snapshot = np.array([self.in_flight if self.in_flight is not None else -1], dtype=np.int64)
         u.Bcast(snapshot)
         u.Bcast(values)
-        mine = np.empty((self.tr.counts[u.rank], r))      # vectors travel as (n, r): blocks are row ranges
+        mine = np.empty((self.tr.counts[u.rank], r))  # vectors travel as (n, r): blocks are row ranges
         with u.stats.label("handoff"):
             u.Scatterv(full, mine, [c * r for c in self.tr.counts])
         block = np.ascontiguousarray(mine.T)
@@ -333,7 +371,7 @@ def _curvature_loop(run: Run, tr: Trainer, world: Comm, u_root: int) -> str:
     while True:
         if c.rank == 0:
             while not world.mpi.Iprobe(u_root, TAG_TASK):
-                time.sleep(0.0005)      # idle politely: a spinning receive would steal the update ranks' cores
+                time.sleep(0.0005)  # idle politely: a spinning receive would steal the update ranks' cores
             world.Recv(header, u_root, TAG_TASK)
         c.Bcast(header)
         kind, step = int(header[0]), int(header[1])
@@ -372,7 +410,11 @@ def _overlap(run: Run) -> None:
     hand = Handoff(tr, world, c_root)
     if run.resumed is not None and "pending/values" in run.resumed[2]:
         local = run.resumed[2]
-        hand.pending = (int(local["pending/step"]), np.asarray(local["pending/values"]), np.asarray(local["pending/block"]))
+        hand.pending = (
+            int(local["pending/step"]),
+            np.asarray(local["pending/values"]),
+            np.asarray(local["pending/block"]),
+        )
     d = cfg.dho2
     error, stop_step = "", cfg.train.steps
     flags = np.zeros(2)
@@ -387,26 +429,36 @@ def _overlap(run: Run) -> None:
                 tr.install(values, block)
                 hand.pending = None
                 extra["curvature_staleness"] = float(step - snap)
-            if refresh_due(step, cfg.fosi.first, cfg.fosi.refresh_every) and hand.in_flight is None \
-                    and hand.pending is None:
+            if (
+                refresh_due(step, cfg.fosi.first, cfg.fosi.refresh_every)
+                and hand.in_flight is None
+                and hand.pending is None
+            ):
                 if hand.is_root:
                     hand.send_task(TASK_CURVATURE, step, tr.theta)
                 hand.in_flight = step
             flags[:] = [tr.train_step(step), float(hand.is_root and hand.arrived())]
             tr.update.Allreduce(flags)
-            if flags[1] or (d.pickup == "fixed" and hand.in_flight is not None and step + 1 >= hand.in_flight + d.pickup_delay):
+            if flags[1] or (
+                d.pickup == "fixed" and hand.in_flight is not None and step + 1 >= hand.in_flight + d.pickup_delay
+            ):
                 hand.receive()
             stop_step = step
             _log_step(run, tr, step, flags[0] / tr.update.size, time.perf_counter() - t0, **extra)
             if run.checkpoint_due(step, cfg.train.steps):
                 if hand.in_flight is not None:
-                    hand.receive()              # drain: a checkpoint holds no half-computed curvature
+                    hand.receive()  # drain: a checkpoint holds no half-computed curvature
                 if hand.is_root:
                     hand.send_task(TASK_CHECKPOINT, step)
                 local = tr.state()
                 if hand.pending is not None:
-                    local.update({"pending/step": np.int64(hand.pending[0]), "pending/values": hand.pending[1],
-                                  "pending/block": hand.pending[2]})
+                    local.update(
+                        {
+                            "pending/step": np.int64(hand.pending[0]),
+                            "pending/values": hand.pending[1],
+                            "pending/block": hand.pending[2],
+                        }
+                    )
                 run.save(step, {"theta": tr.theta}, local)
     except Diverged as exc:
         error = str(exc)

@@ -36,8 +36,9 @@ def _save(fig, ax, path: Path) -> Plot:
     return plot
 
 
-def _line_plot(runs: list[RunRecord], labels: list[str], x_name: str, y_name: str, path: Path,
-               cumulative: bool = False) -> Plot | None:
+def _line_plot(
+    runs: list[RunRecord], labels: list[str], x_name: str, y_name: str, path: Path, cumulative: bool = False
+) -> Plot | None:
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     drawn = False
     for run, label in zip(runs, labels):
@@ -56,8 +57,15 @@ def _line_plot(runs: list[RunRecord], labels: list[str], x_name: str, y_name: st
     ax.set_xlabel({"step": "step (round / layer / iteration)", "wall_time": "wall time (s)"}[x_name])
     ax.set_ylabel(f"cumulative {y_name}" if cumulative else y_name)
     ax.set_title(f"{'cumulative ' if cumulative else ''}{y_name} vs {x_name}")
-    if y_name.endswith("loss") and not cumulative and all(run.metrics.get(y_name, np.ones(1))[~np.isnan(
-            run.metrics.get(y_name, np.ones(1)))].min() > 0 for run in runs if y_name in run.metrics):
+    if (
+        y_name.endswith("loss")
+        and not cumulative
+        and all(
+            run.metrics.get(y_name, np.ones(1))[~np.isnan(run.metrics.get(y_name, np.ones(1)))].min() > 0
+            for run in runs
+            if y_name in run.metrics
+        )
+    ):
         ax.set_yscale("log")
     return _save(fig, ax, path)
 
@@ -81,8 +89,9 @@ def _by_ranks(runs: list[RunRecord], labels: list[str], value, ylabel: str, titl
     return _save(fig, ax, path)
 
 
-def write_plots(runs: list[RunRecord], labels: list[str], directory: str | Path,
-                target: tuple[str, str, float] | None = None) -> list[Plot]:
+def write_plots(
+    runs: list[RunRecord], labels: list[str], directory: str | Path, target: tuple[str, str, float] | None = None
+) -> list[Plot]:
     """Write the PNGs into ``directory``; returns what each one shows."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
@@ -98,11 +107,26 @@ def write_plots(runs: list[RunRecord], labels: list[str], directory: str | Path,
         parts = [run.memory[k] for k in ("curvature_bytes", "optimizer_bytes") if k in run.memory]
         return float(np.max(sum(parts))) if parts else None
 
-    plots.append(_by_ranks(runs, labels, memory, "curvature + optimizer bytes (max over ranks)",
-                           "memory per rank vs ranks", out / "memory-vs-ranks.png"))
-    plots.append(_by_ranks(runs, labels, lambda r: float(np.max(r.memory["peak_rss_bytes"])) / 2**20
-                           if "peak_rss_bytes" in r.memory else None, "peak RSS, MiB (max over ranks)",
-                           "peak RSS vs ranks", out / "rss-vs-ranks.png"))
+    plots.append(
+        _by_ranks(
+            runs,
+            labels,
+            memory,
+            "curvature + optimizer bytes (max over ranks)",
+            "memory per rank vs ranks",
+            out / "memory-vs-ranks.png",
+        )
+    )
+    plots.append(
+        _by_ranks(
+            runs,
+            labels,
+            lambda r: float(np.max(r.memory["peak_rss_bytes"])) / 2**20 if "peak_rss_bytes" in r.memory else None,
+            "peak RSS, MiB (max over ranks)",
+            "peak RSS vs ranks",
+            out / "rss-vs-ranks.png",
+        )
+    )
 
     def seconds(run: RunRecord) -> float | None:
         if target is not None:
@@ -116,9 +140,18 @@ def write_plots(runs: list[RunRecord], labels: list[str], directory: str | Path,
         size = int(run.attrs["world_size"])
         if s and (run.attrs["algorithm"] not in smallest or size < smallest[run.attrs["algorithm"]][0]):
             smallest[run.attrs["algorithm"]] = (size, s)
-    plots.append(_by_ranks(runs, labels, lambda r: smallest[r.attrs["algorithm"]][1] / seconds(r)
-                           if seconds(r) and r.attrs["algorithm"] in smallest else None,
-                           "speed-up vs the fewest ranks", "speed-up vs ranks"
-                           + (f" (time to {target[0]} {target[1]} {target[2]:g})" if target else " (run time)"),
-                           out / "speedup-vs-ranks.png"))
+    plots.append(
+        _by_ranks(
+            runs,
+            labels,
+            lambda r: (
+                smallest[r.attrs["algorithm"]][1] / seconds(r)
+                if seconds(r) and r.attrs["algorithm"] in smallest
+                else None
+            ),
+            "speed-up vs the fewest ranks",
+            "speed-up vs ranks" + (f" (time to {target[0]} {target[1]} {target[2]:g})" if target else " (run time)"),
+            out / "speedup-vs-ranks.png",
+        )
+    )
     return [p for p in plots if p is not None]

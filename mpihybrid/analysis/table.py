@@ -48,8 +48,11 @@ def read_results(path: str | Path) -> RunRecord:
             metrics = {k: f["metrics"][k][()] for k in f["metrics"]}
             comm = {kind: {k: g[k][()] for k in g} for kind, g in f.get("comm", {}).items()}
             memory = {k: f["memory"][k][()] for k in f.get("memory", {})}
-            sha = [s.decode() if isinstance(s, bytes) else s for s in f["final/param_sha256"][()]] \
-                if "final/param_sha256" in f else []
+            sha = (
+                [s.decode() if isinstance(s, bytes) else s for s in f["final/param_sha256"][()]]
+                if "final/param_sha256" in f
+                else []
+            )
     except OSError as exc:
         raise ResultsError(f"{path}: unreadable (truncated or not HDF5): {exc}") from None
     except KeyError as exc:
@@ -103,8 +106,9 @@ def flat_config(config: dict, prefix: str = "") -> dict[str, object]:
 
 def varied_keys(runs: list[RunRecord]) -> list[str]:
     """Config keys (dotted) whose values differ between the runs: what a sweep varied."""
-    flats = [{**flat_config(r.config), "ranks": int(r.attrs["world_size"]), "algorithm": r.attrs["algorithm"]}
-             for r in runs]
+    flats = [
+        {**flat_config(r.config), "ranks": int(r.attrs["world_size"]), "algorithm": r.attrs["algorithm"]} for r in runs
+    ]
     keys = sorted({k for f in flats for k in f})
     return [k for k in keys if len({repr(f.get(k)) for f in flats}) > 1]
 
@@ -144,7 +148,7 @@ def time_to_target(run: RunRecord, name: str, op: str, value: float) -> tuple[fl
         return None
     i = int(hit[0])
     up = run.metrics.get("uplink_bytes")
-    sent = float(np.nansum(up[:i + 1])) if up is not None else math.nan
+    sent = float(np.nansum(up[: i + 1])) if up is not None else math.nan
     return float(run.metrics["wall_time"][i]), sent, int(run.metrics["step"][i])
 
 
@@ -155,13 +159,25 @@ def _best(run: RunRecord, name: str) -> float:
     return float(np.nanmax(values) if "accuracy" in name else np.nanmin(values))
 
 
-def summary_table(runs: list[RunRecord], fmt: str, target: tuple[str, str, float] | None = None,
-                  baseline: RunRecord | None = None) -> str:
+def summary_table(
+    runs: list[RunRecord], fmt: str, target: tuple[str, str, float] | None = None, baseline: RunRecord | None = None
+) -> str:
     """One row per run: final and best metrics, time and uplink bytes to the target, and the
     speed-up against ``baseline`` (its time to the target, or its run time, over this run's)."""
     labels = run_labels(runs)
-    header = ["run", "algorithm", "ranks", "steps", "final train_loss", "best train_loss", "final test_accuracy",
-              "best test_accuracy", "wall_time", "sent_MB_rank0", "identical_params"]
+    header = [
+        "run",
+        "algorithm",
+        "ranks",
+        "steps",
+        "final train_loss",
+        "best train_loss",
+        "final test_accuracy",
+        "best test_accuracy",
+        "wall_time",
+        "sent_MB_rank0",
+        "identical_params",
+    ]
     if target:
         header += [f"time to {target[0]}{target[1]}{target[2]:g}", "step reached", "uplink bytes to target"]
     if baseline is not None:
@@ -173,12 +189,19 @@ def summary_table(runs: list[RunRecord], fmt: str, target: tuple[str, str, float
     rows = []
     for r, label in zip(runs, labels):
         sent = sum(float(g["payload_bytes"][0]) for g in r.comm.values()) / 1e6 if r.comm else math.nan
-        row = [label, r.attrs["algorithm"], int(r.attrs["world_size"]),
-               _last(r.metrics["step"]) if len(r.metrics["step"]) else math.nan,
-               _last(r.metrics.get("train_loss", np.array([math.nan]))), _best(r, "train_loss"),
-               _last(r.metrics.get("test_accuracy", np.array([math.nan]))), _best(r, "test_accuracy"),
-               _last(r.metrics.get("wall_time", np.array([math.nan]))), sent,
-               ("yes" if len(set(r.param_sha256)) == 1 else "NO") if r.param_sha256 else "-"]
+        row = [
+            label,
+            r.attrs["algorithm"],
+            int(r.attrs["world_size"]),
+            _last(r.metrics["step"]) if len(r.metrics["step"]) else math.nan,
+            _last(r.metrics.get("train_loss", np.array([math.nan]))),
+            _best(r, "train_loss"),
+            _last(r.metrics.get("test_accuracy", np.array([math.nan]))),
+            _best(r, "test_accuracy"),
+            _last(r.metrics.get("wall_time", np.array([math.nan]))),
+            sent,
+            ("yes" if len(set(r.param_sha256)) == 1 else "NO") if r.param_sha256 else "-",
+        ]
         hit = time_to_target(r, *target) if target else None
         if target:
             row += [hit[0], hit[2], hit[1]] if hit else ["not reached", "-", "-"]
@@ -205,8 +228,13 @@ def load_runs(files: list[str]) -> tuple[list[RunRecord], int]:
     return runs, bad
 
 
-def analyze(files: list[str], fmt: str = "markdown", target: str | None = None, baseline: str | None = None,
-            plots: str | None = None) -> int:
+def analyze(
+    files: list[str],
+    fmt: str = "markdown",
+    target: str | None = None,
+    baseline: str | None = None,
+    plots: str | None = None,
+) -> int:
     """Print the table (a single run: its metrics per step; several: one row each); write plots."""
     runs, bad = load_runs(files)
     parsed = parse_target(target) if target else None

@@ -5,5 +5,14 @@ from mpihybrid.comm.communicator import Comm
 from mpihybrid.comm.failure import abort_on_error, check_world_size
 from mpihybrid.comm.topology import PlanError, Topology, assign_clients, resolve_plan
 
-__all__ = ["Comm", "CommStats", "Totals", "Topology", "PlanError", "assign_clients", "resolve_plan",
-           "abort_on_error", "check_world_size"]
+__all__ = [
+    "Comm",
+    "CommStats",
+    "Totals",
+    "Topology",
+    "PlanError",
+    "assign_clients",
+    "resolve_plan",
+    "abort_on_error",
+    "check_world_size",
+]

@@ -8,9 +8,9 @@ algorithm). An allreduce of n bytes sends n and receives n on every rank.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 
 @dataclass
@@ -20,13 +20,21 @@ class Totals:
     received_bytes: int = 0
     seconds: float = 0.0
 
-    def __add__(self, other: "Totals") -> "Totals":
-        return Totals(self.calls + other.calls, self.sent_bytes + other.sent_bytes,
-                      self.received_bytes + other.received_bytes, self.seconds + other.seconds)
+    def __add__(self, other: Totals) -> Totals:
+        return Totals(
+            self.calls + other.calls,
+            self.sent_bytes + other.sent_bytes,
+            self.received_bytes + other.received_bytes,
+            self.seconds + other.seconds,
+        )
 
-    def __sub__(self, other: "Totals") -> "Totals":
-        return Totals(self.calls - other.calls, self.sent_bytes - other.sent_bytes,
-                      self.received_bytes - other.received_bytes, self.seconds - other.seconds)
+    def __sub__(self, other: Totals) -> Totals:
+        return Totals(
+            self.calls - other.calls,
+            self.sent_bytes - other.sent_bytes,
+            self.received_bytes - other.received_bytes,
+            self.seconds - other.seconds,
+        )
 
 
 class CommStats:

@@ -8,8 +8,9 @@ for small control messages.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from time import perf_counter
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from mpi4py import MPI
@@ -41,10 +42,10 @@ class Comm:
         return f"Comm(rank={self.rank}, size={self.size}, name={self.mpi.Get_name()!r})"
 
     # -- communicators -------------------------------------------------------------------
-    def Dup(self) -> "Comm":
+    def Dup(self) -> Comm:
         return Comm(self.mpi.Dup(), self.stats)
 
-    def Split(self, color: int, key: int = 0) -> "Comm | None":
+    def Split(self, color: int, key: int = 0) -> Comm | None:
         """Collective; returns None on ranks that pass ``color=MPI.UNDEFINED``."""
         sub = self.mpi.Split(color, key)
         return None if sub == MPI.COMM_NULL else Comm(sub, self.stats)
@@ -80,8 +81,9 @@ class Comm:
         self.stats.add("allreduce", 8, 8, perf_counter() - t)
         return float(buf[0])
 
-    def Reduce(self, sendbuf: Buffer, recvbuf: Buffer | None = None, op: MPI.Op = MPI.SUM,
-               root: int = 0) -> Buffer | None:
+    def Reduce(
+        self, sendbuf: Buffer, recvbuf: Buffer | None = None, op: MPI.Op = MPI.SUM, root: int = 0
+    ) -> Buffer | None:
         """Reduce to ``root``; in place at the root when recvbuf is None. Returns the result at root."""
         nbytes = sendbuf.nbytes
         is_root = self.rank == root
@@ -117,8 +119,7 @@ class Comm:
         self.stats.add("reduce_scatter", sendbuf.nbytes, recvbuf.nbytes, perf_counter() - t)
         return recvbuf
 
-    def Gatherv(self, sendbuf: Buffer, recvbuf: Buffer | None, counts: Sequence[int],
-                root: int = 0) -> Buffer | None:
+    def Gatherv(self, sendbuf: Buffer, recvbuf: Buffer | None, counts: Sequence[int], root: int = 0) -> Buffer | None:
         """Concatenate each rank's elements at ``root`` (recvbuf is ignored elsewhere)."""
         is_root = self.rank == root
         t = perf_counter()
@@ -132,8 +133,12 @@ class Comm:
         is_root = self.rank == root
         t = perf_counter()
         self.mpi.Scatterv([sendbuf, (list(counts), _displacements(counts))] if is_root else None, recvbuf, root)
-        self.stats.add("scatterv", sendbuf.nbytes - recvbuf.nbytes if is_root else 0, 0 if is_root else recvbuf.nbytes,
-                       perf_counter() - t)
+        self.stats.add(
+            "scatterv",
+            sendbuf.nbytes - recvbuf.nbytes if is_root else 0,
+            0 if is_root else recvbuf.nbytes,
+            perf_counter() - t,
+        )
         return recvbuf
 
     # -- point to point (hand-offs between role groups) ------------------------------------

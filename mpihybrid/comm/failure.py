@@ -12,8 +12,8 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from mpi4py import MPI
 
@@ -83,4 +83,5 @@ def check_world_size(size: int, expected: int | None = None) -> None:
     if size == 1 and announced is not None and announced > 1:
         raise LauncherMismatch(
             f"the launcher started {announced} processes but each is 'rank 0 of 1': its MPI does not match "
-            f"mpi4py's ({library}); use the mpiexec of that MPI, or srun --mpi=pmi2 for MPICH")
+            f"mpi4py's ({library}); use the mpiexec of that MPI, or srun --mpi=pmi2 for MPICH"
+        )

@@ -9,7 +9,7 @@ one role; `Topology` makes one sub-communicator per role with a single ``Split``
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from mpihybrid.comm.communicator import Comm
 
@@ -34,7 +34,9 @@ def resolve_plan(plan: Mapping[str, RoleSpec], size: int) -> dict[str, list[int]
     elif all(isinstance(s, (int, float)) and not isinstance(s, bool) and 0 < s < 1 for s in specs):
         groups = _contiguous(_fractions_to_counts(plan, size), size)
     else:
-        raise PlanError(f"a role plan gives every role a rank count, a fraction in (0, 1) or a rank list; got {dict(plan)}")
+        raise PlanError(
+            f"a role plan gives every role a rank count, a fraction in (0, 1) or a rank list; got {dict(plan)}"
+        )
     for name, ranks in groups.items():
         if not ranks:
             raise PlanError(f"role '{name}' has no ranks")

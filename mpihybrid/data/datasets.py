@@ -59,8 +59,13 @@ def mnist1d(cfg: DataConfig, seed: int) -> Dataset:
     args.train_split = 1.0 - cfg.test_fraction
     args.seed = seed
     d = make_dataset(args)  # seeds numpy's global generator itself; the checkpoint saves that state
-    return Dataset(d["x"].astype(np.float32)[:, None], d["y"].astype(np.int64),
-                   d["x_test"].astype(np.float32)[:, None], d["y_test"].astype(np.int64), num_classes=10)
+    return Dataset(
+        d["x"].astype(np.float32)[:, None],
+        d["y"].astype(np.int64),
+        d["x_test"].astype(np.float32)[:, None],
+        d["y_test"].astype(np.int64),
+        num_classes=10,
+    )
 
 
 def synthetic(cfg: DataConfig, seed: int, num_users: int = 100) -> Dataset:
@@ -98,10 +103,12 @@ def _read_idx(path: Path) -> np.ndarray:
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise ConfigError("data.path", f"'{path}' is not an unsigned-byte IDX file")
     ndim = raw[3]
-    shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(shape)):
-        raise ConfigError("data.path", f"'{path}' is truncated: expected {int(np.prod(shape))} values, found {data.size}")
+        raise ConfigError(
+            "data.path", f"'{path}' is truncated: expected {int(np.prod(shape))} values, found {data.size}"
+        )
     return data.reshape(shape)
 
 
@@ -115,11 +122,23 @@ def _find(directory: Path, stem: str) -> Path:
 def mnist_idx(cfg: DataConfig, seed: int) -> Dataset:
     """MNIST (or Fashion-MNIST) in the original IDX files, gzipped or not, in ``data.path``."""
     root = Path(cfg.path)
-    arrays = [_read_idx(_find(root, s)) for s in
-              ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")]
+    arrays = [
+        _read_idx(_find(root, s))
+        for s in (
+            "train-images-idx3-ubyte",
+            "train-labels-idx1-ubyte",
+            "t10k-images-idx3-ubyte",
+            "t10k-labels-idx1-ubyte",
+        )
+    ]
     xtr, ytr, xte, yte = arrays
-    return Dataset((xtr / 255.0).astype(np.float32)[:, None], ytr.astype(np.int64),
-                   (xte / 255.0).astype(np.float32)[:, None], yte.astype(np.int64), num_classes=10)
+    return Dataset(
+        (xtr / 255.0).astype(np.float32)[:, None],
+        ytr.astype(np.int64),
+        (xte / 255.0).astype(np.float32)[:, None],
+        yte.astype(np.int64),
+        num_classes=10,
+    )
 
 
 def cifar10(cfg: DataConfig, seed: int) -> Dataset:
@@ -178,8 +197,15 @@ def hdf5(cfg: DataConfig, seed: int) -> Dataset:
     return _arrays_file(cfg, seed, arrays)
 
 
-LOADERS = {"digits": digits, "mnist1d": mnist1d, "synthetic": synthetic, "mnist-idx": mnist_idx,
-           "cifar10": cifar10, "npz": npz, "hdf5": hdf5}
+LOADERS = {
+    "digits": digits,
+    "mnist1d": mnist1d,
+    "synthetic": synthetic,
+    "mnist-idx": mnist_idx,
+    "cifar10": cifar10,
+    "npz": npz,
+    "hdf5": hdf5,
+}
 
 
 def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
@@ -191,5 +217,3 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
         data.x_train = ((data.x_train - mean) / std).astype(np.float32)
         data.x_test = ((data.x_test - mean) / std).astype(np.float32)
     return data
-
-

@@ -32,8 +32,9 @@ def shards(labels: np.ndarray, num_clients: int, seed: int, shards_per_client: i
     """Sort by label, cut into num_clients * shards_per_client shards, deal them out at random."""
     num_shards = num_clients * shards_per_client
     if num_shards > len(labels):
-        raise ConfigError("data.shards_per_client", f"{num_shards} shards need at least as many samples; "
-                          f"there are {len(labels)}")
+        raise ConfigError(
+            "data.shards_per_client", f"{num_shards} shards need at least as many samples; there are {len(labels)}"
+        )
     rng = numpy_rng(seed, "partition", "shards")
     by_label = np.argsort(labels, kind="stable")
     pieces = np.array_split(by_label, num_shards)
@@ -46,8 +47,16 @@ def by_owner(owners: np.ndarray, num_clients: int) -> list[np.ndarray]:
     return [np.flatnonzero(owners % num_clients == k) for k in range(num_clients)]
 
 
-def partition(labels: np.ndarray, num_clients: int, seed: int, scheme: str, *, alpha: float = 0.5,
-              shards_per_client: int = 2, owners: np.ndarray | None = None) -> list[np.ndarray]:
+def partition(
+    labels: np.ndarray,
+    num_clients: int,
+    seed: int,
+    scheme: str,
+    *,
+    alpha: float = 0.5,
+    shards_per_client: int = 2,
+    owners: np.ndarray | None = None,
+) -> list[np.ndarray]:
     """Indices per client for ``scheme`` in iid | dirichlet | shards | owner."""
     if num_clients > len(labels):
         raise ConfigError("data.partition", f"{num_clients} clients but only {len(labels)} samples")

@@ -25,17 +25,17 @@ from mpihybrid.config import Config, ModelConfig, require
 from mpihybrid.errors import ConfigError
 from mpihybrid.seeding import numpy_rng
 
-MAX_GRAM_DIM = 8192   # a d×d float64 Gram of 512 MiB; wider layers are refused, not swapped
+MAX_GRAM_DIM = 8192  # a d×d float64 Gram of 512 MiB; wider layers are refused, not swapped
 
 
 @dataclass
 class ACnnLConfig:
-    gamma: float = 1e-3           # ridge γ relative to tr(G)/dim; added once, at the solve
-    tau: float = 0.9              # pseudo-labels are scaled into [−τ, τ]
-    projection: Literal["uniform", "gaussian", "orthonormal"] = "uniform"   # the label encoders Q_l
-    batch_size: int = 256         # samples per streamed mini-batch (the weights do not depend on it)
+    gamma: float = 1e-3  # ridge γ relative to tr(G)/dim; added once, at the solve
+    tau: float = 0.9  # pseudo-labels are scaled into [−τ, τ]
+    projection: Literal["uniform", "gaussian", "orthonormal"] = "uniform"  # the label encoders Q_l
+    batch_size: int = 256  # samples per streamed mini-batch (the weights do not depend on it)
     adaptive_batch: bool = False  # per-client batch from its measured speed (straggler handling)
-    batch_seconds: float = 0.02   # adaptive_batch: target seconds per mini-batch
+    batch_seconds: float = 0.02  # adaptive_batch: target seconds per mini-batch
     local_test_fraction: float = 0.2  # each client's own held-out share, for mean client accuracy
 
     def check(self) -> None:
@@ -43,25 +43,28 @@ class ACnnLConfig:
         require(self.tau > 0, "acnnl.tau", f"must be > 0, got {self.tau}")
         require(self.batch_size >= 1, "acnnl.batch_size", f"must be >= 1, got {self.batch_size}")
         require(self.batch_seconds > 0, "acnnl.batch_seconds", f"must be > 0, got {self.batch_seconds}")
-        require(0 <= self.local_test_fraction < 1, "acnnl.local_test_fraction",
-                f"must be in [0, 1), got {self.local_test_fraction}")
+        require(
+            0 <= self.local_test_fraction < 1,
+            "acnnl.local_test_fraction",
+            f"must be in [0, 1), got {self.local_test_fraction}",
+        )
 
 
 @dataclass(frozen=True)
 class Layer:
     kind: Literal["conv", "fc", "classifier"]
-    dim: int                      # columns of A (inputs + bias)
-    out: int                      # columns of Z
+    dim: int  # columns of A (inputs + bias)
+    out: int  # columns of Z
     kernel: tuple[int, int] = (1, 1)
     pool: bool = False
-    positions: int = 1            # rows of A per sample (S_l; 1 for fc layers)
+    positions: int = 1  # rows of A per sample (S_l; 1 for fc layers)
 
 
 def _activation_pair(name: str) -> tuple:
     if name == "tanh":
         return torch.tanh, torch.atanh
     if name == "relu":
-        return torch.relu, (lambda t: t)   # spec §1.2 step 3: Z = T for a ReLU network
+        return torch.relu, (lambda t: t)  # spec §1.2 step 3: Z = T for a ReLU network
     raise ConfigError("model.activation", f"ACnnL needs an invertible activation (tanh or relu), got '{name}'")
 
 
@@ -73,15 +76,19 @@ def plan_layers(model: ModelConfig, input_shape: tuple[int, ...], num_classes: i
     else:
         want = 3 if model.name == "cnn2d" else 2
         if len(input_shape) != want:
-            raise ConfigError("model.name", f"'{model.name}' needs inputs shaped with {want - 1} spatial axes; "
-                              f"the data set gives {input_shape}")
+            raise ConfigError(
+                "model.name",
+                f"'{model.name}' needs inputs shaped with {want - 1} spatial axes; the data set gives {input_shape}",
+            )
         channels, *spatial = input_shape
         spatial = spatial if len(spatial) == 2 else [1, spatial[0]]
         kernel = (model.kernel_size, model.kernel_size) if model.name == "cnn2d" else (1, model.kernel_size)
         for out in model.channels:
             true_spatial = spatial if model.name == "cnn2d" else spatial[1:]
             pool = min(true_spatial) >= 4
-            layers.append(Layer("conv", channels * kernel[0] * kernel[1] + 1, out, kernel, pool, spatial[0] * spatial[1]))
+            layers.append(
+                Layer("conv", channels * kernel[0] * kernel[1] + 1, out, kernel, pool, spatial[0] * spatial[1])
+            )
             if pool:
                 spatial = [s // 2 for s in spatial] if model.name == "cnn2d" else [1, spatial[1] // 2]
             channels = out
@@ -93,8 +100,11 @@ def plan_layers(model: ModelConfig, input_shape: tuple[int, ...], num_classes: i
     for i, layer in enumerate(layers):
         if layer.dim > MAX_GRAM_DIM:
             key = "model.channels" if layer.kind == "conv" or (i and layers[i - 1].kind == "conv") else "model.hidden"
-            raise ConfigError(key, f"layer {i + 1} ({layer.kind}) has {layer.dim} inputs; its Gram matrix would need "
-                              f"{layer.dim ** 2 * 8 / 2**30:.1f} GiB (limit {MAX_GRAM_DIM} inputs)")
+            raise ConfigError(
+                key,
+                f"layer {i + 1} ({layer.kind}) has {layer.dim} inputs; its Gram matrix would need "
+                f"{layer.dim**2 * 8 / 2**30:.1f} GiB (limit {MAX_GRAM_DIM} inputs)",
+            )
     return layers
 
 
@@ -102,8 +112,12 @@ def check_config(config: Config) -> None:
     """Cross-key checks that need no data: the activation and the range of the pseudo-labels."""
     _activation_pair(config.model.activation)
     if config.model.activation == "tanh":
-        require(config.acnnl.tau < 1, "acnnl.tau", f"pseudo-labels for tanh must lie in (−1, 1): "
-                f"τ = {config.acnnl.tau} puts them outside the activation's range")
+        require(
+            config.acnnl.tau < 1,
+            "acnnl.tau",
+            f"pseudo-labels for tanh must lie in (−1, 1): "
+            f"τ = {config.acnnl.tau} puts them outside the activation's range",
+        )
 
 
 def label_encoder(seed: int, index: int, classes: int, width: int, kind: str, tau: float) -> np.ndarray:
@@ -113,7 +127,7 @@ def label_encoder(seed: int, index: int, classes: int, width: int, kind: str, ta
         Q = rng.uniform(-1.0, 1.0, (classes, width))
     else:
         Q = rng.standard_normal((classes, width))
-        if kind == "orthonormal":   # orthonormal rows when width >= classes, else orthonormal columns
+        if kind == "orthonormal":  # orthonormal rows when width >= classes, else orthonormal columns
             q, _ = np.linalg.qr(Q.T if width >= classes else Q)
             Q = q.T if width >= classes else q
     return Q * (tau / np.abs(Q).max())
@@ -128,8 +142,10 @@ class Network:
         self.act, inverse = _activation_pair(config.model.activation)
         self.spatial = config.model.name != "mlp"
         a = config.acnnl
-        self.encoders = [torch.from_numpy(label_encoder(config.seed, i, num_classes, layer.out, a.projection, a.tau))
-                         for i, layer in enumerate(self.layers[:-1])]
+        self.encoders = [
+            torch.from_numpy(label_encoder(config.seed, i, num_classes, layer.out, a.projection, a.tau))
+            for i, layer in enumerate(self.layers[:-1])
+        ]
         # σ⁻¹ per class, once: elementwise kernels round a 1-row batch differently from a long one
         # (vectorised vs scalar tails), and the targets must not depend on the batch size.
         self.class_targets = [inverse(Q) for Q in self.encoders]
@@ -149,7 +165,7 @@ class Network:
         layer = self.layers[index]
         if layer.kind == "conv":
             kh, kw = layer.kernel
-            cols = F.unfold(H, layer.kernel, padding=(kh // 2, kw // 2))       # (N, C·kh·kw, S)
+            cols = F.unfold(H, layer.kernel, padding=(kh // 2, kw // 2))  # (N, C·kh·kw, S)
             rows = cols.transpose(1, 2).reshape(-1, cols.shape[1])
         else:
             rows = H.reshape(len(H), -1)
@@ -181,7 +197,7 @@ class Network:
         """H after layers start, start+1, ... with the given weights, computed in batches."""
         parts = []
         for i in range(0, len(H), batch):
-            h = H[i:i + batch]
+            h = H[i : i + batch]
             for index, W in enumerate(weights, start):
                 h = self.forward(index, h, W)
             parts.append(h)

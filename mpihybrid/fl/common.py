@@ -8,8 +8,9 @@ Rounds are ``train.steps``; ``train.batch_size`` is a client's batch per local s
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -27,22 +28,25 @@ from mpihybrid.solvers.zeroth_order import SGDRule, finite_differences
 
 @dataclass
 class FLConfig:
-    clients: int = 8              # M virtual clients, spread over the ranks (M >> ranks is fine)
-    sampled: int = 2              # m clients sampled per round
-    local_steps: int = 1          # K local steps per sampled client per round
+    clients: int = 8  # M virtual clients, spread over the ranks (M >> ranks is fine)
+    sampled: int = 2  # m clients sampled per round
+    local_steps: int = 1  # K local steps per sampled client per round
     lr_schedule: Literal["constant", "cosine"] = "constant"
 
     def check(self) -> None:
         require(self.clients >= 1, "fl.clients", f"must be >= 1, got {self.clients}")
-        require(1 <= self.sampled <= self.clients, "fl.sampled",
-                f"must be in [1, fl.clients = {self.clients}], got {self.sampled}")
+        require(
+            1 <= self.sampled <= self.clients,
+            "fl.sampled",
+            f"must be in [1, fl.clients = {self.clients}], got {self.sampled}",
+        )
         require(self.local_steps >= 1, "fl.local_steps", f"must be >= 1, got {self.local_steps}")
 
 
 @dataclass
 class ZOConfig:
-    perturbations: int = 5        # P directions per local step
-    mu: float = 1e-3              # finite-difference step
+    perturbations: int = 5  # P directions per local step
+    mu: float = 1e-3  # finite-difference step
     estimator: Literal["forward", "central"] = "forward"
     direction: Literal["gaussian", "sphere"] = "gaussian"
 
@@ -52,8 +56,11 @@ class ZOConfig:
 
 
 def validate_federation(config: Config, world_size: int) -> None:
-    require(config.fl.clients >= world_size, "fl.clients",
-            f"{config.fl.clients} clients cannot occupy {world_size} ranks; use at least as many clients as ranks")
+    require(
+        config.fl.clients >= world_size,
+        "fl.clients",
+        f"{config.fl.clients} clients cannot occupy {world_size} ranks; use at least as many clients as ranks",
+    )
 
 
 def sampled_clients(seed: int, round_: int, clients: int, sampled: int) -> np.ndarray:
@@ -104,13 +111,20 @@ class Federation:
         cfg = run.config
         self.config, self.world = cfg, run.world
         self.data: Dataset = load_dataset(cfg.data, cfg.seed)
-        self.client_indices = partition(self.data.y_train, cfg.fl.clients, cfg.seed, cfg.data.partition,
-                                        alpha=cfg.data.alpha, shards_per_client=cfg.data.shards_per_client,
-                                        owners=self.data.owner_train)
+        self.client_indices = partition(
+            self.data.y_train,
+            cfg.fl.clients,
+            cfg.seed,
+            cfg.data.partition,
+            alpha=cfg.data.alpha,
+            shards_per_client=cfg.data.shards_per_client,
+            owners=self.data.owner_train,
+        )
         empty = [k for k, idx in enumerate(self.client_indices) if len(idx) == 0]
         if empty:
-            raise ConfigError("data.partition", f"clients {empty[:5]} received no samples; use fewer clients or a "
-                              f"larger data.alpha")
+            raise ConfigError(
+                "data.partition", f"clients {empty[:5]} received no samples; use fewer clients or a larger data.alpha"
+            )
         self.sizes = np.array([len(i) for i in self.client_indices])
         self.mine = list(assign_clients(cfg.fl.clients, self.world.size)[self.world.rank])
         self.x_train, self.y_train = torch.from_numpy(self.data.x_train), torch.from_numpy(self.data.y_train)
@@ -136,8 +150,15 @@ class Federation:
         return {"train_loss": rl / rn, "test_loss": tl / tn, "test_accuracy": tc / tn}
 
 
-def zo_local_steps(fed: Federation, rule: SGDRule, client: int, round_: int, x: torch.Tensor, buf: torch.Tensor,
-                   directions: Callable[[int], list[torch.Tensor]]) -> torch.Tensor:
+def zo_local_steps(
+    fed: Federation,
+    rule: SGDRule,
+    client: int,
+    round_: int,
+    x: torch.Tensor,
+    buf: torch.Tensor,
+    directions: Callable[[int], list[torch.Tensor]],
+) -> torch.Tensor:
     """A client's K local ZO-SGD steps, in place on (x, buf); returns its K×P scalars.
 
     ``directions(j)`` gives step j's directions: shared by the round's clients in DeComFL,
@@ -149,14 +170,18 @@ def zo_local_steps(fed: Federation, rule: SGDRule, client: int, round_: int, x: 
     for j in range(fed.config.fl.local_steps):
         xb, yb = fed.batch(client, round_, j)
         dirs = directions(j)
-        scalars[j], _ = finite_differences(lambda v: fed.flat.loss(v, xb, yb), x, dirs, z.mu, z.estimator)
+        scalars[j], _ = finite_differences(lambda v, xb=xb, yb=yb: fed.flat.loss(v, xb, yb), x, dirs, z.mu, z.estimator)
         rule.step(x, buf, scalars[j], dirs, lr)
     return scalars
 
 
-def run_rounds(run: Run, fed: Federation, play_round: Callable[[int], dict[str, float]],
-               global_model: Callable[[], torch.Tensor],
-               checkpoint_state: Callable[[], tuple[dict[str, Any], dict[str, Any]]]) -> str:
+def run_rounds(
+    run: Run,
+    fed: Federation,
+    play_round: Callable[[int], dict[str, float]],
+    global_model: Callable[[], torch.Tensor],
+    checkpoint_state: Callable[[], tuple[dict[str, Any], dict[str, Any]]],
+) -> str:
     """The round loop every federated algorithm shares: bytes measured per round, evaluation
     of the global model on rank 0, metrics, checkpoints. Returns the divergence message, or ""."""
     rounds, every = run.config.train.steps, run.config.train.eval_every
@@ -167,8 +192,12 @@ def run_rounds(run: Run, fed: Federation, play_round: Callable[[int], dict[str, 
             before = fed.world.stats.total(phase="round")
             extra = play_round(r)
             moved = fed.world.stats.total(phase="round") - before
-            row = {"wall_time": run.elapsed(), "uplink_bytes": moved.sent_bytes,
-                   "downlink_bytes": moved.received_bytes, **extra}
+            row = {
+                "wall_time": run.elapsed(),
+                "uplink_bytes": moved.sent_bytes,
+                "downlink_bytes": moved.received_bytes,
+                **extra,
+            }
             if run.is_root and (step % every == 0 or step == rounds):
                 row.update(fed.evaluate(global_model()))
                 run.progress(step, rounds, loss=row["train_loss"], acc=row["test_accuracy"])

@@ -21,8 +21,15 @@ import numpy as np
 import torch
 
 from mpihybrid.config import Config
-from mpihybrid.fl.common import (FLConfig, Federation, ZOConfig, learning_rate, run_rounds, validate_federation,
-                                 zo_local_steps)
+from mpihybrid.fl.common import (
+    Federation,
+    FLConfig,
+    ZOConfig,
+    learning_rate,
+    run_rounds,
+    validate_federation,
+    zo_local_steps,
+)
 from mpihybrid.harness import Diverged, Run
 from mpihybrid.io.results import param_sha256
 from mpihybrid.solvers.zeroth_order import SGDRule, direction
@@ -50,8 +57,9 @@ class DeComFL:
 
     def directions(self, round_: int, step: int) -> list[torch.Tensor]:
         z = self.cfg.zo
-        return [direction(self.fed.flat.d, self.cfg.seed, ("decomfl", round_, step, p), z.direction)
-                for p in range(self.P)]
+        return [
+            direction(self.fed.flat.d, self.cfg.seed, ("decomfl", round_, step, p), z.direction) for p in range(self.P)
+        ]
 
     def apply_round(self, state: tuple[torch.Tensor, torch.Tensor], round_: int, gbar: torch.Tensor) -> None:
         x, buf = state
@@ -69,8 +77,9 @@ class DeComFL:
 
     def local_update(self, client: int, round_: int, x: torch.Tensor, buf: torch.Tensor) -> torch.Tensor:
         # The snapshot stays; the copy the client trains is thrown away after its K steps.
-        return zo_local_steps(self.fed, self.rule, client, round_, x.clone(), buf.clone(),
-                              lambda j: self.directions(round_, j))
+        return zo_local_steps(
+            self.fed, self.rule, client, round_, x.clone(), buf.clone(), lambda j: self.directions(round_, j)
+        )
 
     def round(self, round_: int) -> None:
         fed = self.fed
@@ -99,15 +108,21 @@ class DeComFL:
         if self.server is not None:
             hashes.add(param_sha256([self.server[0]]))
         if len(hashes) != 1:
-            raise RuntimeError(f"rank {self.fed.world.rank}: rebuilt client models differ from each other or the server")
+            raise RuntimeError(
+                f"rank {self.fed.world.rank}: rebuilt client models differ from each other or the server"
+            )
         return models[0]
 
     # -- checkpoint state ----------------------------------------------------------------
     def shared_state(self) -> dict:
         rounds = sorted(self.history)
-        return {"synced": self.synced.copy(), "history/rounds": np.array(rounds, dtype=np.int64),
-                "history/gbar": torch.stack([self.history[r] for r in rounds]) if rounds
-                else torch.zeros(0, self.K, self.P)}
+        return {
+            "synced": self.synced.copy(),
+            "history/rounds": np.array(rounds, dtype=np.int64),
+            "history/gbar": torch.stack([self.history[r] for r in rounds])
+            if rounds
+            else torch.zeros(0, self.K, self.P),
+        }
 
     def local_state(self) -> dict:
         tree = {"replayed": self.replayed}
@@ -140,8 +155,11 @@ def run(run: Run) -> None:
     error = run_rounds(run, fed, play, lambda: algo.server[0], lambda: (algo.shared_state(), algo.local_state()))
     # After a divergence the snapshots are hashed as they are; the results file says "failed".
     final = next(iter(algo.snapshots.values()))[0] if error else algo.catch_up_all(run.config.train.steps)
-    run.finish(fed.flat.tensors(final), memory={"client_state_bytes": sum(x.nbytes + b.nbytes for x, b in
-                                                                         algo.snapshots.values())},
-               per_rank={"replayed_rounds": algo.replayed}, error=error)
+    run.finish(
+        fed.flat.tensors(final),
+        memory={"client_state_bytes": sum(x.nbytes + b.nbytes for x, b in algo.snapshots.values())},
+        per_rank={"replayed_rounds": algo.replayed},
+        error=error,
+    )
     if error:
         raise Diverged(error)

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
@@ -31,9 +31,10 @@ from mpihybrid.harness import Run
 from mpihybrid.seeding import numpy_rng
 from mpihybrid.solvers.least_squares import GramAccumulator, SolveError, ridge_scale, ridge_solve
 
+
 @dataclass
 class AnalyticFLConfig:
-    clients: int = 8              # virtual clients, spread over the ranks (M >> ranks is fine)
+    clients: int = 8  # virtual clients, spread over the ranks (M >> ranks is fine)
 
     def check(self) -> None:
         require(self.clients >= 1, "fl.clients", f"must be >= 1, got {self.clients}")
@@ -50,12 +51,13 @@ def validate(config: Config, world_size: int) -> None:
 @dataclass
 class Client:
     """One virtual client's rows: its local training split and its own held-out test split."""
+
     index: int
     x: torch.Tensor
     y: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
-    batches: list[int] = field(default_factory=list)   # batch size chosen per layer (adaptive mode)
+    batches: list[int] = field(default_factory=list)  # batch size chosen per layer (adaptive mode)
 
 
 def local_clients(fed: Federation) -> list[Client]:
@@ -74,15 +76,23 @@ def local_clients(fed: Federation) -> list[Client]:
 @dataclass
 class LayerReport:
     """What the solving rank learned about one layer (only meaningful on that rank)."""
+
     rows: int = 0
     gamma: float = 0.0
     condition: float = 0.0
-    loss: float = 0.0             # ‖AW − Z‖²/rows (without the ridge term)
-    method: str = ""              # "cholesky", or "eigh" for the minimum-norm fallback
+    loss: float = 0.0  # ‖AW − Z‖²/rows (without the ridge term)
+    method: str = ""  # "cholesky", or "eigh" for the minimum-norm fallback
 
 
-def stream(net: Network, index: int, H: torch.Tensor, y: torch.Tensor, acc: GramAccumulator, batch: int,
-           seconds: float | None = None) -> int:
+def stream(
+    net: Network,
+    index: int,
+    H: torch.Tensor,
+    y: torch.Tensor,
+    acc: GramAccumulator,
+    batch: int,
+    seconds: float | None = None,
+) -> int:
     """Add a client's rows for layer ``index`` to ``acc``, one mini-batch of patches at a time.
 
     With ``seconds`` set (adaptive batches), each next batch is sized from the speed measured on
@@ -91,7 +101,7 @@ def stream(net: Network, index: int, H: torch.Tensor, y: torch.Tensor, acc: Gram
     i = 0
     while i < len(y):
         t = time.perf_counter()
-        acc.add(net.inputs(index, H[i:i + batch]), net.targets(index, y[i:i + batch]))
+        acc.add(net.inputs(index, H[i : i + batch]), net.targets(index, y[i : i + batch]))
         done = min(batch, len(y) - i)
         i += done
         if seconds is not None:
@@ -123,9 +133,13 @@ class LayerwiseFit:
         layer = self.net.layers[index]
         exposed = [c.index for c in self.clients if 0 < len(c.y) * layer.positions < layer.dim]
         if exposed:
-            print(f"[rank {self.comm.rank}] privacy warning, layer {index + 1}: clients {exposed[:8]}"
-                  f"{' ...' if len(exposed) > 8 else ''} have n_k·S_l < d = {layer.dim}; their Gram statistics "
-                  f"are rank-deficient and reveal their samples", file=sys.stderr, flush=True)
+            print(
+                f"[rank {self.comm.rank}] privacy warning, layer {index + 1}: clients {exposed[:8]}"
+                f"{' ...' if len(exposed) > 8 else ''} have n_k·S_l < d = {layer.dim}; their Gram statistics "
+                f"are rank-deficient and reveal their samples",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def fit_layer(self, index: int) -> LayerReport:
         """Collective over the fit's communicator: solve layer ``index`` and forward the caches."""
@@ -150,8 +164,9 @@ class LayerwiseFit:
                 except SolveError as exc:
                     raise SolveError(f"layer {index + 1} ({layer.kind}, d = {layer.dim}): {exc}") from None
                 W[:] = solution.W
-                report = LayerReport(total.n, gamma, solution.condition,
-                                     residual(G, B, solution.W, total.z_sq, total.n), solution.method)
+                report = LayerReport(
+                    total.n, gamma, solution.condition, residual(G, B, solution.W, total.z_sq, total.n), solution.method
+                )
             self.comm.Bcast(W, root=0)
         Wt = torch.from_numpy(W)
         self.weights.append(Wt)
@@ -184,8 +199,13 @@ def saved_weights(tree: dict, prefix: str, count: int) -> list[torch.Tensor]:
     return [torch.as_tensor(tree[f"{prefix}{i}"]) for i in range(count)]
 
 
-def run_layers(run: Run, layers: int, fit_layer: Callable[[int], LayerReport], evaluate: Callable[[], dict],
-               checkpoint_state: Callable[[], tuple[dict, dict]]) -> None:
+def run_layers(
+    run: Run,
+    layers: int,
+    fit_layer: Callable[[int], LayerReport],
+    evaluate: Callable[[], dict],
+    checkpoint_state: Callable[[], tuple[dict, dict]],
+) -> None:
     """The layer loop FedACnnL and pFedACnnL share: one step per layer, bytes measured per
     layer, evaluation after the last, a checkpoint after every layer (resume: the next one)."""
     stats = run.world.stats
@@ -198,10 +218,16 @@ def run_layers(run: Run, layers: int, fit_layer: Callable[[int], LayerReport], e
         run.step_hook(step)
         up, down = sent("reduce"), sent("bcast")
         report = fit_layer(index)
-        row = {"wall_time": run.elapsed(), "train_loss": report.loss, "ridge_gamma": report.gamma,
-               "condition_number": report.condition, "rows": report.rows,
-               "eigen_fallback": float(report.method == "eigh"),
-               "uplink_bytes": sent("reduce") - up, "downlink_bytes": sent("bcast") - down}
+        row = {
+            "wall_time": run.elapsed(),
+            "train_loss": report.loss,
+            "ridge_gamma": report.gamma,
+            "condition_number": report.condition,
+            "rows": report.rows,
+            "eigen_fallback": float(report.method == "eigh"),
+            "uplink_bytes": sent("reduce") - up,
+            "downlink_bytes": sent("bcast") - down,
+        }
         if step == layers:
             row.update(evaluate())
         run.results.log(step, **row)
@@ -218,18 +244,26 @@ def run(run: Run) -> None:
     fit = LayerwiseFit(net, run.world, clients, run.config.acnnl)
     if run.resumed is not None:
         fit.restore(saved_weights(run.resumed[1], "weights/", run.start_step))
-    run_layers(run, len(net), fit.fit_layer, lambda: evaluate(run, fed, net, clients, fit.weights),
-               lambda: ({f"weights/{i}": W for i, W in enumerate(fit.weights)}, {}))
+    run_layers(
+        run,
+        len(net),
+        fit.fit_layer,
+        lambda: evaluate(run, fed, net, clients, fit.weights),
+        lambda: ({f"weights/{i}": W for i, W in enumerate(fit.weights)}, {}),
+    )
     last = [c.batches[-1] for c in clients if c.batches]
     run.finish(fit.weights, per_rank={"mean_last_batch": float(np.mean(last)) if last else float("nan")})
 
 
-def evaluate(run: Run, fed: Federation, net: Network, clients: list[Client],
-             weights: list[torch.Tensor]) -> dict[str, float]:
+def evaluate(
+    run: Run, fed: Federation, net: Network, clients: list[Client], weights: list[torch.Tensor]
+) -> dict[str, float]:
     """Global test accuracy (rank 0) and the mean local test accuracy over clients (collective)."""
     row = {}
     if run.is_root:
-        correct, count = net.accuracy_counts(torch.from_numpy(fed.data.x_test), torch.from_numpy(fed.data.y_test), weights)
+        correct, count = net.accuracy_counts(
+            torch.from_numpy(fed.data.x_test), torch.from_numpy(fed.data.y_test), weights
+        )
         row["test_accuracy"] = correct / count
     acc = client_accuracies(run.world, client_accuracy_sums(net, clients, lambda c: weights))
     if acc:

@@ -7,14 +7,14 @@ partition, so only the weighted models travel: one Allreduce of d float32 per ro
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
 from torch.func import functional_call
 
 from mpihybrid.config import Config
-from mpihybrid.fl.common import FLConfig, Federation, learning_rate, run_rounds, validate_federation
+from mpihybrid.fl.common import Federation, FLConfig, learning_rate, run_rounds, validate_federation
 from mpihybrid.harness import Diverged, Run
 from mpihybrid.solvers.zeroth_order import SGDRule
 

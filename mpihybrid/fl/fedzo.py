@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from mpihybrid.config import Config
-from mpihybrid.fl.common import FLConfig, Federation, ZOConfig, validate_federation, zo_local_steps
+from mpihybrid.fl.common import Federation, FLConfig, ZOConfig, validate_federation, zo_local_steps
 from mpihybrid.fl.fedavg import LocalUpdate, run_averaging
 from mpihybrid.harness import Run
 from mpihybrid.solvers.zeroth_order import SGDRule, direction
@@ -24,8 +24,18 @@ def zo_update(fed: Federation) -> LocalUpdate:
     rule = SGDRule(cfg.train.momentum, cfg.train.weight_decay)
 
     def update(client: int, round_: int, x: torch.Tensor) -> torch.Tensor:
-        zo_local_steps(fed, rule, client, round_, x, torch.zeros_like(x), lambda j: [
-            direction(fed.flat.d, cfg.seed, ("fedzo", round_, client, j, p), z.direction) for p in range(z.perturbations)])
+        zo_local_steps(
+            fed,
+            rule,
+            client,
+            round_,
+            x,
+            torch.zeros_like(x),
+            lambda j: [
+                direction(fed.flat.d, cfg.seed, ("fedzo", round_, client, j, p), z.direction)
+                for p in range(z.perturbations)
+            ],
+        )
         return x
 
     return update

@@ -33,8 +33,18 @@ from mpihybrid.comm import Comm
 from mpihybrid.config import Config, require
 from mpihybrid.fl.acnnl import ACnnLConfig, Network
 from mpihybrid.fl.common import Federation
-from mpihybrid.fl.fedacnnl import (AnalyticFLConfig, Client, LayerReport, LayerwiseFit, client_accuracies,
-                                   client_accuracy_sums, local_clients, run_layers, saved_weights, stream)
+from mpihybrid.fl.fedacnnl import (
+    AnalyticFLConfig,
+    Client,
+    LayerReport,
+    LayerwiseFit,
+    client_accuracies,
+    client_accuracy_sums,
+    local_clients,
+    run_layers,
+    saved_weights,
+    stream,
+)
 from mpihybrid.fl.fedacnnl import validate as validate_fedacnnl
 from mpihybrid.harness import Run
 from mpihybrid.seeding import derive_seed
@@ -43,9 +53,9 @@ from mpihybrid.solvers.least_squares import GramAccumulator, ridge_scale, ridge_
 
 @dataclass
 class PFLConfig:
-    groups: int = 2               # K-means clusters (one group model each)
+    groups: int = 2  # K-means clusters (one group model each)
     grouping: Literal["labels", "classifier", "class-means"] = "labels"
-    lam: float = 1.0              # proximal weight, relative to tr(A_kᵀA_k)/dim
+    lam: float = 1.0  # proximal weight, relative to tr(A_kᵀA_k)/dim
     personalize: Literal["last", "all"] = "last"
 
     def check(self) -> None:
@@ -58,8 +68,11 @@ SECTIONS = {"fl": AnalyticFLConfig, "acnnl": ACnnLConfig, "pfl": PFLConfig}
 
 def validate(config: Config, world_size: int) -> None:
     validate_fedacnnl(config, world_size)
-    require(config.pfl.groups <= config.fl.clients, "pfl.groups",
-            f"{config.pfl.groups} groups for {config.fl.clients} clients; use at most one group per client")
+    require(
+        config.pfl.groups <= config.fl.clients,
+        "pfl.groups",
+        f"{config.pfl.groups} groups for {config.fl.clients} clients; use at most one group per client",
+    )
 
 
 def grouping_statistic(kind: str, client: Client, num_classes: int) -> np.ndarray:
@@ -73,7 +86,9 @@ def grouping_statistic(kind: str, client: Client, num_classes: int) -> np.ndarra
         G = A.T @ A
         stat = ridge_solve(G, A.T @ np.eye(num_classes)[y], ridge_scale(G, 1e-3) + 1e-12).W.ravel()
     else:
-        stat = np.stack([x[y == c].mean(0) if (y == c).any() else np.zeros(x.shape[1]) for c in range(num_classes)]).ravel()
+        stat = np.stack(
+            [x[y == c].mean(0) if (y == c).any() else np.zeros(x.shape[1]) for c in range(num_classes)]
+        ).ravel()
     return stat / max(np.linalg.norm(stat), 1e-300)
 
 
@@ -86,7 +101,7 @@ def assign_groups(world: Comm, fed: Federation, clients: list[Client], num_class
     gathered = np.empty(sum(counts))
     with world.stats.label("grouping"):
         world.Allgatherv(np.ascontiguousarray(mine).ravel(), gathered, counts)
-    stats = gathered.reshape(-1, width)   # rows in client order: ranks hold contiguous client ranges
+    stats = gathered.reshape(-1, width)  # rows in client order: ranks hold contiguous client ranges
     groups = np.empty(cfg.fl.clients, dtype=np.int64)
     if world.rank == 0:
         km = KMeans(cfg.pfl.groups, init="k-means++", n_init=10, random_state=derive_seed(cfg.seed, "kmeans") % 2**31)
@@ -115,8 +130,9 @@ def personalize(net: Network, client: Client, group_weights: list[torch.Tensor],
     return weights
 
 
-def group_fits(world: Comm, net: Network, clients: list[Client], groups: np.ndarray,
-               config: ACnnLConfig) -> dict[int, LayerwiseFit]:
+def group_fits(
+    world: Comm, net: Network, clients: list[Client], groups: np.ndarray, config: ACnnLConfig
+) -> dict[int, LayerwiseFit]:
     """Collective: one sub-communicator (and fit) per group this rank hosts clients of."""
     fits = {}
     for g in range(int(groups.max()) + 1):
@@ -147,24 +163,41 @@ def run(run: Run) -> None:
             fits[g].fit_layer(index)
         return report
 
-    run_layers(run, len(net), fit_layer, lambda: evaluate(run, fed, net, clients, groups, global_fit, fits),
-               lambda: ({f"weights/{i}": W for i, W in enumerate(global_fit.weights)},
-                        {f"group{g}/{i}": W for g, fit in fits.items() for i, W in enumerate(fit.weights)}))
+    run_layers(
+        run,
+        len(net),
+        fit_layer,
+        lambda: evaluate(run, fed, net, clients, groups, global_fit, fits),
+        lambda: (
+            {f"weights/{i}": W for i, W in enumerate(global_fit.weights)},
+            {f"group{g}/{i}": W for g, fit in fits.items() for i, W in enumerate(fit.weights)},
+        ),
+    )
     run.finish(global_fit.weights, per_rank={"groups_hosted": float(len(fits))})
 
 
-def evaluate(run: Run, fed: Federation, net: Network, clients: list[Client], groups: np.ndarray,
-             global_fit: LayerwiseFit, fits: dict[int, LayerwiseFit]) -> dict[str, float]:
+def evaluate(
+    run: Run,
+    fed: Federation,
+    net: Network,
+    clients: list[Client],
+    groups: np.ndarray,
+    global_fit: LayerwiseFit,
+    fits: dict[int, LayerwiseFit],
+) -> dict[str, float]:
     """Mean local test accuracy over clients: personalised, group and global models."""
     row = {"groups": float(len(np.unique(groups)))}
     if run.is_root:
-        correct, count = net.accuracy_counts(torch.from_numpy(fed.data.x_test), torch.from_numpy(fed.data.y_test),
-                                             global_fit.weights)
+        correct, count = net.accuracy_counts(
+            torch.from_numpy(fed.data.x_test), torch.from_numpy(fed.data.y_test), global_fit.weights
+        )
         row["test_accuracy"] = correct / count
     personal = {c.index: personalize(net, c, fits[groups[c.index]].weights, run.config) for c in clients}
-    for prefix, weights_of in (("", lambda c: personal[c.index]),
-                               ("group_", lambda c: fits[groups[c.index]].weights),
-                               ("global_", lambda c: global_fit.weights)):
+    for prefix, weights_of in (
+        ("", lambda c: personal[c.index]),
+        ("group_", lambda c: fits[groups[c.index]].weights),
+        ("global_", lambda c: global_fit.weights),
+    ):
         acc = client_accuracies(run.world, client_accuracy_sums(net, clients, weights_of))
         if acc:
             row[f"{prefix}mean_client_accuracy"] = acc["mean"]

@@ -132,13 +132,24 @@ def list_checkpoints(directory: str | Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if _NAME.match(p.name))
 
 
-def save_checkpoint(directory: str | Path, comm: Comm, *, step: int, algorithm: str, config_hash: str,
-                    shared: Tree, local: Tree, keep: int = 2) -> Path:
+def save_checkpoint(
+    directory: str | Path,
+    comm: Comm,
+    *,
+    step: int,
+    algorithm: str,
+    config_hash: str,
+    shared: Tree,
+    local: Tree,
+    keep: int = 2,
+) -> Path:
     """Collective over ``comm``: write checkpoint-<step>.h5 and prune to the newest ``keep``."""
     local = {**local, **global_rng_state()}
     encoded = [(name, *_to_array(v)) for name, v in local.items()]
     layout = [(name, a.dtype.str, a.shape, kind) for name, a, kind in encoded]
-    payload = np.concatenate([a.reshape(-1).view(np.uint8) for _, a, _ in encoded]) if encoded else np.zeros(0, np.uint8)
+    payload = (
+        np.concatenate([a.reshape(-1).view(np.uint8) for _, a, _ in encoded]) if encoded else np.zeros(0, np.uint8)
+    )
     layouts = comm.mpi.gather(layout, root=0)
     counts = comm.mpi.gather(payload.size, root=0)
     is_root = comm.rank == 0
@@ -148,8 +159,14 @@ def save_checkpoint(directory: str | Path, comm: Comm, *, step: int, algorithm: 
     path = checkpoint_path(directory, step)
     if is_root:
         with atomic_h5(path) as f:
-            f.attrs.update(format_version=FORMAT_VERSION, step=step, world_size=comm.size, algorithm=algorithm,
-                           config_hash=config_hash, mpihybrid_version=__version__)
+            f.attrs.update(
+                format_version=FORMAT_VERSION,
+                step=step,
+                world_size=comm.size,
+                algorithm=algorithm,
+                config_hash=config_hash,
+                mpihybrid_version=__version__,
+            )
             _write_tree(f.create_group("shared"), shared)
             offset = 0
             for rank, rank_layout in enumerate(layouts):
@@ -157,7 +174,7 @@ def save_checkpoint(directory: str | Path, comm: Comm, *, step: int, algorithm: 
                 for name, dtype, shape, kind in rank_layout:
                     dt = np.dtype(dtype)
                     n = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
-                    tree[name] = _from_array(gathered[offset:offset + n].view(dt).reshape(shape), kind)
+                    tree[name] = _from_array(gathered[offset : offset + n].view(dt).reshape(shape), kind)
                     offset += n
                 _write_tree(f.create_group(f"rank/{rank}"), tree)
         for old in list_checkpoints(directory)[:-keep]:
@@ -172,17 +189,21 @@ def read_info(path: str | Path) -> CheckpointInfo:
         with h5py.File(path, "r") as f:
             a = f.attrs
             if int(a.get("format_version", -1)) != FORMAT_VERSION:
-                raise CheckpointError(f"checkpoint '{path}': format version {a.get('format_version')} is not "
-                                      f"{FORMAT_VERSION}")
-            return CheckpointInfo(path, int(a["step"]), int(a["world_size"]), str(a["algorithm"]), str(a["config_hash"]))
+                raise CheckpointError(
+                    f"checkpoint '{path}': format version {a.get('format_version')} is not {FORMAT_VERSION}"
+                )
+            return CheckpointInfo(
+                path, int(a["step"]), int(a["world_size"]), str(a["algorithm"]), str(a["config_hash"])
+            )
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint '{path}' does not exist") from None
     except (OSError, KeyError) as exc:
         raise CheckpointError(f"checkpoint '{path}' is unreadable (truncated or not a checkpoint): {exc}") from None
 
 
-def load_checkpoint(path: str | Path, *, rank: int, world_size: int, algorithm: str,
-                    config_hash: str) -> tuple[int, Tree, Tree]:
+def load_checkpoint(
+    path: str | Path, *, rank: int, world_size: int, algorithm: str, config_hash: str
+) -> tuple[int, Tree, Tree]:
     """Verify and read a checkpoint on one rank: (step, shared tree, this rank's local tree).
 
     Not collective: every rank reads the file itself, so every rank reaches the same verdict
@@ -192,11 +213,15 @@ def load_checkpoint(path: str | Path, *, rank: int, world_size: int, algorithm: 
     if info.algorithm != algorithm:
         raise CheckpointError(f"checkpoint '{info.path}' is from algorithm '{info.algorithm}', not '{algorithm}'")
     if info.world_size != world_size:
-        raise CheckpointError(f"checkpoint '{info.path}' was written by {info.world_size} ranks; this job has "
-                              f"{world_size} (resharding is not supported)")
+        raise CheckpointError(
+            f"checkpoint '{info.path}' was written by {info.world_size} ranks; this job has "
+            f"{world_size} (resharding is not supported)"
+        )
     if info.config_hash != config_hash:
-        raise CheckpointError(f"checkpoint '{info.path}' was written with another config (hash "
-                              f"{info.config_hash[:12]} != {config_hash[:12]}); resume with the same config")
+        raise CheckpointError(
+            f"checkpoint '{info.path}' was written with another config (hash "
+            f"{info.config_hash[:12]} != {config_hash[:12]}); resume with the same config"
+        )
     try:
         with h5py.File(info.path, "r") as f:
             shared = _read_tree(f["shared"], info.path)

@@ -6,9 +6,9 @@ A crash at any point leaves either the old file or the new one, never a torn one
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import h5py
 

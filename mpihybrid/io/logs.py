@@ -32,7 +32,7 @@ def tee_to_rank_log(directory: str | Path, rank: int) -> Path:
     so a resumed run continues its logs)."""
     path = Path(directory) / f"rank-{rank}.log"
     path.parent.mkdir(parents=True, exist_ok=True)
-    log = open(path, "a", buffering=1, encoding="utf-8")   # noqa: SIM115 (lives as long as the process)
+    log = open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 (lives as long as the process)
     sys.stdout = Tee(sys.stdout, log)
     sys.stderr = Tee(sys.stderr, log)
     return path

@@ -14,9 +14,10 @@ from __future__ import annotations
 import hashlib
 import math
 import resource
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import h5py
 import numpy as np
@@ -66,7 +67,7 @@ class RunResults:
         self.metrics["step"].append(step)
         for name, value in values.items():
             self.metrics.setdefault(name, [math.nan] * n).append(float(value))
-        for name, column in self.metrics.items():
+        for column in self.metrics.values():
             if len(column) == n:
                 column.append(math.nan)
 
@@ -76,7 +77,11 @@ class RunResults:
 
     # -- checkpoint support: the history travels with the model, so a resumed file is whole.
     def state(self) -> dict[str, Any]:
-        return {f"metrics/{k}": np.asarray(v, dtype=np.float64) for k, v in self.metrics.items()} if self.comm.rank == 0 else {}
+        return (
+            {f"metrics/{k}": np.asarray(v, dtype=np.float64) for k, v in self.metrics.items()}
+            if self.comm.rank == 0
+            else {}
+        )
 
     def load_state(self, tree: dict[str, Any]) -> None:
         loaded = {k.split("/", 1)[1]: list(map(float, v)) for k, v in tree.items() if k.startswith("metrics/")}
@@ -85,10 +90,18 @@ class RunResults:
 
     def _write(self, status: str, error: str, per_rank: list[dict] | None, final: dict[str, float]) -> None:
         with atomic_h5(self.path) as f:
-            f.attrs.update(schema_version=SCHEMA_VERSION, algorithm=self.algorithm, world_size=self.comm.size,
-                           config=self.config_json, status=status, error=error, mpihybrid_version=__version__,
-                           mpi_library=MPI.Get_library_version().splitlines()[0].strip(), started=self.started,
-                           finished=now() if status != STATUS_RUNNING else "")
+            f.attrs.update(
+                schema_version=SCHEMA_VERSION,
+                algorithm=self.algorithm,
+                world_size=self.comm.size,
+                config=self.config_json,
+                status=status,
+                error=error,
+                mpihybrid_version=__version__,
+                mpi_library=MPI.Get_library_version().splitlines()[0].strip(),
+                started=self.started,
+                finished=now() if status != STATUS_RUNNING else "",
+            )
             m = f.create_group("metrics")
             for name, column in self.metrics.items():
                 m.create_dataset(name, data=np.asarray(column, dtype=np.int64 if name == "step" else np.float64))
@@ -99,8 +112,9 @@ class RunResults:
                 return
             for key in sorted({k for r in per_rank for k in r["values"]}):
                 fin.create_dataset(key, data=np.array([r["values"].get(key, np.nan) for r in per_rank]))
-            fin.create_dataset("param_sha256", data=np.array([r["sha"] for r in per_rank], dtype=object),
-                               dtype=h5py.string_dtype())
+            fin.create_dataset(
+                "param_sha256", data=np.array([r["sha"] for r in per_rank], dtype=object), dtype=h5py.string_dtype()
+            )
             mem = f.create_group("memory")
             for key in sorted({k for r in per_rank for k in r["memory"]}):
                 mem.create_dataset(key, data=np.array([r["memory"].get(key, -1) for r in per_rank], dtype=np.int64))
@@ -122,18 +136,26 @@ class RunResults:
         if self.comm.rank == 0:
             self._write(STATUS_FAILED, error, None, {})
 
-    def finish(self, *, status: str, params: Iterable[torch.Tensor], memory: dict[str, int] | None = None,
-               per_rank: dict[str, float] | None = None, error: str = "") -> None:
+    def finish(
+        self,
+        *,
+        status: str,
+        params: Iterable[torch.Tensor],
+        memory: dict[str, int] | None = None,
+        per_rank: dict[str, float] | None = None,
+        error: str = "",
+    ) -> None:
         """Collective over the world: gather hashes, memory, comm totals and ``per_rank``
         values (written as /final/<name>, one entry per rank); rank 0 writes."""
         mine = {
             "sha": param_sha256(params),
             "values": per_rank or {},
             "memory": {"peak_rss_bytes": peak_rss_bytes(), **(memory or {})},
-            "comm": {k: (t.calls, t.sent_bytes, t.received_bytes, t.seconds) for k, t in self.comm.stats.by_kind().items()},
+            "comm": {
+                k: (t.calls, t.sent_bytes, t.received_bytes, t.seconds) for k, t in self.comm.stats.by_kind().items()
+            },
         }
         per_rank = self.comm.mpi.gather(mine, root=0)
         if self.comm.rank == 0:
             final = {name: self.last(name) for name in self.metrics if name != "step"}
             self._write(status, error, per_rank, final)
-

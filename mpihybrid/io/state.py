@@ -13,7 +13,7 @@ def module_tree(model: nn.Module, prefix: str = "model") -> dict[str, torch.Tens
 
 
 def load_module_tree(model: nn.Module, tree: dict[str, Any], prefix: str = "model") -> None:
-    state = {name[len(prefix) + 1:]: torch.as_tensor(t) for name, t in tree.items() if name.startswith(prefix + "/")}
+    state = {name[len(prefix) + 1 :]: torch.as_tensor(t) for name, t in tree.items() if name.startswith(prefix + "/")}
     model.load_state_dict(state, strict=True)
 
 

@@ -52,8 +52,11 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int
     if cfg.name in ("cnn2d", "cnn1d"):
         dims = 2 if cfg.name == "cnn2d" else 1
         if len(input_shape) != dims + 1:
-            raise ConfigError("model.name", f"'{cfg.name}' needs inputs shaped (C, {'H, W' if dims == 2 else 'L'}); "
-                              f"the data set gives {input_shape}")
+            raise ConfigError(
+                "model.name",
+                f"'{cfg.name}' needs inputs shaped (C, {'H, W' if dims == 2 else 'L'}); "
+                f"the data set gives {input_shape}",
+            )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(seed, "model", "init"))
         if cfg.name == "mlp":
@@ -68,8 +71,8 @@ def flatten_parameters(params: list[nn.Parameter]) -> tuple[torch.Tensor, torch.
     grad = torch.zeros_like(theta)
     offset = 0
     for p in params:
-        p.data = theta[offset:offset + p.numel()].view_as(p)
-        p.grad = grad[offset:offset + p.numel()].view_as(p)
+        p.data = theta[offset : offset + p.numel()].view_as(p)
+        p.grad = grad[offset : offset + p.numel()].view_as(p)
         offset += p.numel()
     return theta, grad
 
@@ -91,7 +94,7 @@ def evaluation_sums(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: i
     """(sum of cross-entropy, number correct, count) over ``x``: sums so ranks can add them."""
     loss_sum, correct = 0.0, 0.0
     for i in range(0, len(y), batch):
-        logits = model(x[i:i + batch])
-        loss_sum += float(nn.functional.cross_entropy(logits, y[i:i + batch], reduction="sum"))
-        correct += float((logits.argmax(1) == y[i:i + batch]).sum())
+        logits = model(x[i : i + batch])
+        loss_sum += float(nn.functional.cross_entropy(logits, y[i : i + batch], reduction="sum"))
+        correct += float((logits.argmax(1) == y[i : i + batch]).sum())
     return loss_sum, correct, len(y)

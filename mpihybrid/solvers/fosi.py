@@ -21,7 +21,8 @@ r-length projections over the blocks (an Allreduce), which is all the update com
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Literal
+from collections.abc import Callable, Iterable
+from typing import Literal
 
 import numpy as np
 import torch
@@ -29,7 +30,7 @@ import torch
 from mpihybrid.models import flatten_parameters
 
 Base = Literal["adam", "heavy-ball", "gd"]
-EIGEN_SHIFT = 1e-12   # η = 1/max(|λ|, shift): a zero eigenvalue must not give an infinite step
+EIGEN_SHIFT = 1e-12  # η = 1/max(|λ|, shift): a zero eigenvalue must not give an infinite step
 
 
 def refresh_due(step: int, warmup: int, every: int) -> bool:
@@ -46,9 +47,18 @@ def base_optimizer(kind: Base, params: list[torch.Tensor], lr: float, momentum: 
 class FOSICore:
     """FOSI on one flat float32 parameter block (the whole vector when ``reduce`` is None)."""
 
-    def __init__(self, theta: torch.Tensor, *, base: Base = "adam", lr: float = 1e-3, momentum: float = 0.9,
-                 alpha: float = 0.01, decay: float = 0.9, clip_max: float | None = None,
-                 reduce: Callable[[torch.Tensor], torch.Tensor] | None = None):
+    def __init__(
+        self,
+        theta: torch.Tensor,
+        *,
+        base: Base = "adam",
+        lr: float = 1e-3,
+        momentum: float = 0.9,
+        alpha: float = 0.01,
+        decay: float = 0.9,
+        clip_max: float | None = None,
+        reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ):
         self.theta = theta
         self.kind = base
         self.base = base_optimizer(base, [theta], lr, momentum)
@@ -72,7 +82,7 @@ class FOSICore:
         self.values = torch.from_numpy(np.asarray(values, dtype=np.float32).copy())
         self.V = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
         self.eta = 1.0 / self.values.abs().clamp_min(EIGEN_SHIFT)
-        self.gram = self.reduce(self.V @ self.V.T)        # VVᵀ (≈ I), so V·m updates need no extra reduction
+        self.gram = self.reduce(self.V @ self.V.T)  # VVᵀ (≈ I), so V·m updates need no extra reduction
         r = len(self.values)
         self.c = float(np.clip(float(self.eta[r - k] / self.eta[r - 1]), 1.0, self.clip_max)) if k else 1.0
 
@@ -84,7 +94,7 @@ class FOSICore:
             self.base.step()
             return
         V, beta, r = self.V, self.decay, len(self.values)
-        proj = self.reduce(torch.cat([V @ g, V @ self.velocity]))     # one reduction of 2r floats
+        proj = self.reduce(torch.cat([V @ g, V @ self.velocity]))  # one reduction of 2r floats
         p, v_old = proj[:r], proj[r:]
         g1 = V.T @ p
         if self.kind == "adam":
@@ -115,7 +125,9 @@ class FOSICore:
 
     def load_state(self, tree: dict, k: int) -> None:
         self.velocity.copy_(torch.as_tensor(tree["velocity"]))
-        base = {name.split("/", 1)[1]: torch.as_tensor(v).clone() for name, v in tree.items() if name.startswith("base/")}
+        base = {
+            name.split("/", 1)[1]: torch.as_tensor(v).clone() for name, v in tree.items() if name.startswith("base/")
+        }
         if base:
             self.base.state[self.theta] = base
         if "vectors" in tree:
@@ -138,13 +150,27 @@ class FOSI(torch.optim.Optimizer):
     and then every T steps.
     """
 
-    def __init__(self, params: Iterable[torch.nn.Parameter], *, curvature: Callable[[torch.Tensor], tuple],
-                 k: int, refresh_every: int, warmup: int | None = None, base: Base = "adam", lr: float = 1e-3,
-                 momentum: float = 0.9, alpha: float = 0.01, decay: float = 0.9, clip_max: float | None = None):
+    def __init__(
+        self,
+        params: Iterable[torch.nn.Parameter],
+        *,
+        curvature: Callable[[torch.Tensor], tuple],
+        k: int,
+        refresh_every: int,
+        warmup: int | None = None,
+        base: Base = "adam",
+        lr: float = 1e-3,
+        momentum: float = 0.9,
+        alpha: float = 0.01,
+        decay: float = 0.9,
+        clip_max: float | None = None,
+    ):
         params = list(params)
         super().__init__(params, {})
         self.flat, self.flat_grad = flatten_parameters(params)
-        self.core = FOSICore(self.flat, base=base, lr=lr, momentum=momentum, alpha=alpha, decay=decay, clip_max=clip_max)
+        self.core = FOSICore(
+            self.flat, base=base, lr=lr, momentum=momentum, alpha=alpha, decay=decay, clip_max=clip_max
+        )
         self.curvature, self.k = curvature, k
         self.refresh_every, self.warmup = refresh_every, refresh_every if warmup is None else warmup
         self.steps = 0

@@ -10,7 +10,8 @@ whose ops lack forward-mode rules. Buffers (BatchNorm running statistics) are pa
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 import torch
 from torch import nn
@@ -38,10 +39,12 @@ class FlatLoss:
         return loss
 
 
-def hvp_function(loss: Callable[[torch.Tensor], torch.Tensor],
-                 method: HVPMethod = "forward-over-reverse") -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def hvp_function(
+    loss: Callable[[torch.Tensor], torch.Tensor], method: HVPMethod = "forward-over-reverse"
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """(θ, v) -> ∇²loss(θ)·v. Forward-over-reverse falls back to double backward, with a
     warning, the first time forward mode fails."""
+
     def double_backward(theta: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         theta = theta.detach().requires_grad_(True)
         (g,) = torch.autograd.grad(loss(theta), theta, create_graph=True)
@@ -57,7 +60,9 @@ def hvp_function(loss: Callable[[torch.Tensor], torch.Tensor],
             try:
                 return jvp(grad(loss), (theta.detach(),), (v,))[1]
             except (RuntimeError, NotImplementedError) as exc:
-                warnings.warn(f"forward-over-reverse HVP failed ({exc}); using double backward", RuntimeWarning)
+                warnings.warn(
+                    f"forward-over-reverse HVP failed ({exc}); using double backward", RuntimeWarning, stacklevel=2
+                )
                 state["forward"] = False
         return double_backward(theta, v)
 

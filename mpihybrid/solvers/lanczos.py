@@ -13,8 +13,9 @@ are Allreduces of at most m floats; the next full vector is assembled with one A
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -29,13 +30,14 @@ def balanced_counts(n: int, parts: int) -> list[int]:
 
 @dataclass
 class Ritz:
-    values: np.ndarray        # [ℓ smallest ascending ; k largest ascending] (FOSI's order)
-    vectors: np.ndarray       # (k + ℓ, block length): this rank's block of the Ritz vectors
-    iterations: int           # Lanczos steps taken (< m after a breakdown)
+    values: np.ndarray  # [ℓ smallest ascending ; k largest ascending] (FOSI's order)
+    vectors: np.ndarray  # (k + ℓ, block length): this rank's block of the Ritz vectors
+    iterations: int  # Lanczos steps taken (< m after a breakdown)
 
 
 class _Serial:
     """Stands in for a communicator of one rank."""
+
     rank, size = 0, 1
 
     def Allreduce(self, buf: np.ndarray) -> np.ndarray:
@@ -46,8 +48,9 @@ class _Serial:
         return recv
 
 
-def lanczos(matvec: Callable[[np.ndarray], np.ndarray], n: int, m: int, k: int, l: int = 0, *,
-            seed: int = 0, comm: Any = None) -> Ritz:
+def lanczos(
+    matvec: Callable[[np.ndarray], np.ndarray], n: int, m: int, k: int, l: int = 0, *, seed: int = 0, comm: Any = None
+) -> Ritz:
     """The k largest and ℓ smallest Ritz pairs after at most m steps (m is capped at n).
 
     ``comm`` is a `Comm` (sharded) or None (serial); the start vector is drawn from ``seed``
@@ -57,7 +60,7 @@ def lanczos(matvec: Callable[[np.ndarray], np.ndarray], n: int, m: int, k: int, 
         raise ValueError(f"k + ℓ = {k + l} Ritz pairs need at least that many Lanczos steps; m = {m}, n = {n}")
     comm = comm or _Serial()
     counts = balanced_counts(n, comm.size)
-    lo = sum(counts[:comm.rank])
+    lo = sum(counts[: comm.rank])
     block = slice(lo, lo + counts[comm.rank])
     m = min(m, n)
     Q = np.zeros((m, counts[comm.rank]))
@@ -69,20 +72,20 @@ def lanczos(matvec: Callable[[np.ndarray], np.ndarray], n: int, m: int, k: int, 
     for i in range(m):
         w = np.asarray(matvec(x), dtype=np.float64).copy()
         for sweep in range(2):
-            c = comm.Allreduce(Q[:i + 1] @ w)
+            c = comm.Allreduce(Q[: i + 1] @ w)
             if sweep == 0:
                 T[i, i] = c[i]
-            w -= c @ Q[:i + 1]
+            w -= c @ Q[: i + 1]
         if i + 1 == m:
             break
         beta = np.sqrt(comm.Allreduce(np.array([w @ w]))[0])
-        if beta <= BREAKDOWN * np.abs(T[:i + 1, :i + 1]).max():
+        if beta <= BREAKDOWN * np.abs(T[: i + 1, : i + 1]).max():
             steps = i + 1
             break
         T[i, i + 1] = T[i + 1, i] = beta
         Q[i + 1] = w / beta
         comm.Allgatherv(Q[i + 1], x, counts)
     values, Y = np.linalg.eigh(T[:steps, :steps])
-    top = list(range(max(steps - k, 0), steps)) if k else []     # fewer than k + ℓ pairs only after a breakdown
+    top = list(range(max(steps - k, 0), steps)) if k else []  # fewer than k + ℓ pairs only after a breakdown
     keep = list(range(min(l, steps - len(top)))) + top
     return Ritz(values[keep], Y[:, keep].T @ Q[:steps], steps)

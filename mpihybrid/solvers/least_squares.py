@@ -15,7 +15,7 @@ import numpy as np
 import scipy.linalg
 import torch
 
-RANK_TOL = 1e-13   # eigenvalues below RANK_TOL·λ_max count as zero (the Cholesky would be meaningless)
+RANK_TOL = 1e-13  # eigenvalues below RANK_TOL·λ_max count as zero (the Cholesky would be meaningless)
 
 
 class SolveError(ArithmeticError):
@@ -42,13 +42,13 @@ class GramAccumulator:
     def add(self, A: torch.Tensor, Z: torch.Tensor) -> None:
         start, rows, block = 0, A.shape[0], len(self._A)
         if A.dtype == torch.float64 and Z.dtype == torch.float64 and A.is_contiguous() and Z.is_contiguous():
-            while self._fill == 0 and rows - start >= block:    # whole aligned blocks: no copy
-                self._add_block(A[start:start + block], Z[start:start + block])
+            while self._fill == 0 and rows - start >= block:  # whole aligned blocks: no copy
+                self._add_block(A[start : start + block], Z[start : start + block])
                 start += block
         while start < rows:
             take = min(block - self._fill, rows - start)
-            self._A[self._fill:self._fill + take] = A[start:start + take]
-            self._Z[self._fill:self._fill + take] = Z[start:start + take]
+            self._A[self._fill : self._fill + take] = A[start : start + take]
+            self._Z[self._fill : self._fill + take] = Z[start : start + take]
             self._fill += take
             start += take
             if self._fill == len(self._A):
@@ -56,7 +56,7 @@ class GramAccumulator:
         self.n += rows
 
     def _flush(self) -> None:
-        self._add_block(self._A[:self._fill], self._Z[:self._fill])
+        self._add_block(self._A[: self._fill], self._Z[: self._fill])
         self._fill = 0
 
     def _add_block(self, A: torch.Tensor, Z: torch.Tensor) -> None:
@@ -78,14 +78,14 @@ class GramAccumulator:
         return np.concatenate([self.G.numpy()[iu], self.B.numpy().ravel(), [self.n, self.z_sq]])
 
     @classmethod
-    def unpack(cls, flat: np.ndarray, dim: int, targets: int) -> "GramAccumulator":
+    def unpack(cls, flat: np.ndarray, dim: int, targets: int) -> GramAccumulator:
         acc = cls(dim, targets, block=1)
         tri = dim * (dim + 1) // 2
         G = np.zeros((dim, dim))
         G[np.triu_indices(dim)] = flat[:tri]
         G = G + np.triu(G, 1).T
         acc.G = torch.from_numpy(G)
-        acc.B = torch.from_numpy(flat[tri:tri + dim * targets].reshape(dim, targets).copy())
+        acc.B = torch.from_numpy(flat[tri : tri + dim * targets].reshape(dim, targets).copy())
         acc.n, acc.z_sq = int(round(flat[-2])), float(flat[-1])
         return acc
 
@@ -103,8 +103,8 @@ def ridge_scale(G: np.ndarray, relative: float) -> float:
 @dataclass
 class Solution:
     W: np.ndarray
-    condition: float          # cond(G + γI) in the 2-norm
-    method: str               # "cholesky" or "eigh" (the fallback)
+    condition: float  # cond(G + γI) in the 2-norm
+    method: str  # "cholesky" or "eigh" (the fallback)
 
 
 def ridge_solve(G: np.ndarray, B: np.ndarray, gamma: float, prior: np.ndarray | None = None) -> Solution:
@@ -132,7 +132,11 @@ def ridge_solve(G: np.ndarray, B: np.ndarray, gamma: float, prior: np.ndarray | 
     if values[-1] <= 0:
         raise SolveError(f"G + γI has no positive eigenvalue (γ = {gamma:g}); add samples or raise the ridge term")
     keep = values > RANK_TOL * values[-1]
-    warnings.warn(f"G + γI is singular or indefinite (cond = {condition:.3g}, γ = {gamma:g}): minimum-norm "
-                  f"solution on {int(keep.sum())} of {len(values)} eigen-directions", RuntimeWarning, stacklevel=2)
+    warnings.warn(
+        f"G + γI is singular or indefinite (cond = {condition:.3g}, γ = {gamma:g}): minimum-norm "
+        f"solution on {int(keep.sum())} of {len(values)} eigen-directions",
+        RuntimeWarning,
+        stacklevel=2,
+    )
     V = vectors[:, keep]
     return Solution(V @ ((V.T @ rhs) / values[keep][:, None]), condition, "eigh")

@@ -10,8 +10,8 @@ is not exact in float32).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 
@@ -28,8 +28,9 @@ def direction(d: int, seed: int, path: Sequence[Key], kind: str = "gaussian") ->
     return z
 
 
-def finite_differences(loss: LossFn, x: torch.Tensor, directions: Sequence[torch.Tensor], mu: float,
-                       estimator: str = "forward") -> tuple[torch.Tensor, float]:
+def finite_differences(
+    loss: LossFn, x: torch.Tensor, directions: Sequence[torch.Tensor], mu: float, estimator: str = "forward"
+) -> tuple[torch.Tensor, float]:
     """Directional derivative estimates g_p ≈ ∇f(x)·z_p, and f(x).
 
     forward: (f(x + μz) − f(x)) / μ, one evaluation per direction plus f(x);
@@ -62,8 +63,9 @@ class SGDRule:
             g = buf
         x.add_(g, alpha=-lr)
 
-    def step(self, x: torch.Tensor, buf: torch.Tensor, scalars: torch.Tensor,
-             directions: Sequence[torch.Tensor], lr: float) -> None:
+    def step(
+        self, x: torch.Tensor, buf: torch.Tensor, scalars: torch.Tensor, directions: Sequence[torch.Tensor], lr: float
+    ) -> None:
         """`apply` to the ZO estimate (1/P)Σ_p g_p z_p, summed over p in order."""
         g = torch.zeros_like(x)
         inv_p = 1.0 / len(directions)

@@ -30,11 +30,21 @@ def test_singleton_launch_is_detected():
     import subprocess
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "MPI_LOCAL"))}
-    proc = subprocess.run([str(BIN / "mpihybrid"), "info"], env={**env, "OMPI_COMM_WORLD_SIZE": "4"},
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [str(BIN / "mpihybrid"), "info"],
+        env={**env, "OMPI_COMM_WORLD_SIZE": "4"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2 and "each is 'rank 0 of 1'" in proc.stderr, explain(proc)
-    proc = subprocess.run([str(BIN / "mpihybrid"), "info"], env={**env, "MPIHYBRID_EXPECT_RANKS": "2"},
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [str(BIN / "mpihybrid"), "info"],
+        env={**env, "MPIHYBRID_EXPECT_RANKS": "2"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2 and "expected 2 ranks, MPI reports 1" in proc.stderr, explain(proc)
 
 
@@ -49,8 +59,9 @@ def test_dp_adam_accuracy_and_bitwise_resume_after_a_crash(tmp_path):
         assert f["comm/allreduce/calls"][1] > 600
 
     ckpt = tmp_path / "ckpt"
-    crashed = launch(2, *common, "--out", str(tmp_path / "resumed.h5"), "--checkpoint", str(ckpt),
-                     env={"MPIHYBRID_FAULT": "1:350"})
+    crashed = launch(
+        2, *common, "--out", str(tmp_path / "resumed.h5"), "--checkpoint", str(ckpt), env={"MPIHYBRID_FAULT": "1:350"}
+    )
     assert crashed.returncode != 0 and "[rank 1] RuntimeError: injected fault" in crashed.stderr, explain(crashed)
     assert sorted(p.name for p in ckpt.iterdir()) == ["checkpoint-000000200.h5"]
     resumed = launch(2, *common, "--out", str(tmp_path / "resumed.h5"), "--checkpoint", str(ckpt), "--resume")
@@ -63,8 +74,17 @@ def test_dp_adam_accuracy_and_bitwise_resume_after_a_crash(tmp_path):
 
 def test_exception_on_one_rank_ends_a_4_rank_job_quickly(tmp_path):
     start = time.monotonic()
-    proc = launch(4, "run", "dp-adam", "--config", JOB, "--out", str(tmp_path / "r.h5"),
-                  env={"MPIHYBRID_FAULT": "1:5"}, timeout=60)
+    proc = launch(
+        4,
+        "run",
+        "dp-adam",
+        "--config",
+        JOB,
+        "--out",
+        str(tmp_path / "r.h5"),
+        env={"MPIHYBRID_FAULT": "1:5"},
+        timeout=60,
+    )
     elapsed = time.monotonic() - start
     assert proc.returncode != 0, explain(proc)
     assert "[rank 1] Traceback" in proc.stderr and "injected fault" in proc.stderr, explain(proc)
@@ -73,8 +93,9 @@ def test_exception_on_one_rank_ends_a_4_rank_job_quickly(tmp_path):
 
 
 def test_unknown_key_is_one_line_exit_2(tmp_path):
-    proc = launch(2, "run", "dp-adam", "--config", JOB, "--set", "train.learning_rate=0.1",
-                  "--out", str(tmp_path / "r.h5"))
+    proc = launch(
+        2, "run", "dp-adam", "--config", JOB, "--set", "train.learning_rate=0.1", "--out", str(tmp_path / "r.h5")
+    )
     assert proc.returncode == 2, explain(proc)
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "train.learning_rate" in lines[0] and "unknown key" in lines[0], explain(proc)
@@ -86,21 +107,68 @@ def test_impossible_size_and_resume_errors(tmp_path):
     assert proc.returncode == 2 and "train.batch_size" in proc.stderr, explain(proc)
 
     ckpt = tmp_path / "ckpt"
-    ok = launch(2, "run", "dp-adam", "--config", JOB, "--set", "train.steps=20", "--out", str(tmp_path / "r.h5"),
-                "--checkpoint", str(ckpt))
+    ok = launch(
+        2,
+        "run",
+        "dp-adam",
+        "--config",
+        JOB,
+        "--set",
+        "train.steps=20",
+        "--out",
+        str(tmp_path / "r.h5"),
+        "--checkpoint",
+        str(ckpt),
+    )
     assert ok.returncode == 0, explain(ok)
     (good,) = list(ckpt.iterdir())
     before = good.read_bytes()
-    other = launch(2, "run", "dp-adam", "--config", JOB, "--set", "train.steps=30", "--out", str(tmp_path / "r2.h5"),
-                   "--checkpoint", str(ckpt), "--resume")
+    other = launch(
+        2,
+        "run",
+        "dp-adam",
+        "--config",
+        JOB,
+        "--set",
+        "train.steps=30",
+        "--out",
+        str(tmp_path / "r2.h5"),
+        "--checkpoint",
+        str(ckpt),
+        "--resume",
+    )
     assert other.returncode == 2 and "another config" in other.stderr, explain(other)
-    sizes = launch(1, "run", "dp-adam", "--config", JOB, "--set", "train.steps=20", "--out", str(tmp_path / "r3.h5"),
-                   "--checkpoint", str(ckpt), "--resume")
+    sizes = launch(
+        1,
+        "run",
+        "dp-adam",
+        "--config",
+        JOB,
+        "--set",
+        "train.steps=20",
+        "--out",
+        str(tmp_path / "r3.h5"),
+        "--checkpoint",
+        str(ckpt),
+        "--resume",
+    )
     assert sizes.returncode == 2 and "written by 2 ranks" in sizes.stderr, explain(sizes)
 
     good.write_bytes(before[: len(before) // 3])
-    trunc = launch(2, "run", "dp-adam", "--config", JOB, "--set", "train.steps=20", "--out", str(tmp_path / "r4.h5"),
-                   "--checkpoint", str(ckpt), "--resume")
+    trunc = launch(
+        2,
+        "run",
+        "dp-adam",
+        "--config",
+        JOB,
+        "--set",
+        "train.steps=20",
+        "--out",
+        str(tmp_path / "r4.h5"),
+        "--checkpoint",
+        str(ckpt),
+        "--resume",
+    )
     lines = trunc.stderr.strip().splitlines()
     assert trunc.returncode == 2 and len(lines) == 1 and "unreadable" in lines[0], explain(trunc)
     assert not (tmp_path / "r4.h5").exists()
@@ -108,8 +176,21 @@ def test_impossible_size_and_resume_errors(tmp_path):
 
 def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     ckpt = tmp_path / "ckpt"
-    proc = launch(2, "run", "dp-adam", "--config", JOB, "--set", "train.lr=1e30", "--set", "checkpoint.every=1",
-                  "--out", str(tmp_path / "r.h5"), "--checkpoint", str(ckpt))
+    proc = launch(
+        2,
+        "run",
+        "dp-adam",
+        "--config",
+        JOB,
+        "--set",
+        "train.lr=1e30",
+        "--set",
+        "checkpoint.every=1",
+        "--out",
+        str(tmp_path / "r.h5"),
+        "--checkpoint",
+        str(ckpt),
+    )
     assert proc.returncode == 3 and "diverged at step" in proc.stderr, explain(proc)
     with h5py.File(tmp_path / "r.h5") as f:
         assert f.attrs["status"] == "failed" and "diverged" in f.attrs["error"]
@@ -123,8 +204,19 @@ def test_analyze_prints_a_run(tmp_path, n):
     import subprocess
 
     out = tmp_path / "r.h5"
-    proc = launch(n, "run", "dp-adam", "--config", JOB, "--set", "train.steps=30", "--set", "train.eval_every=10",
-                  "--out", str(out))
+    proc = launch(
+        n,
+        "run",
+        "dp-adam",
+        "--config",
+        JOB,
+        "--set",
+        "train.steps=30",
+        "--set",
+        "train.eval_every=10",
+        "--out",
+        str(out),
+    )
     assert proc.returncode == 0, explain(proc)
     table = subprocess.run([str(BIN / "mpihybrid"), "analyze", str(out)], capture_output=True, text=True, timeout=60)
     assert table.returncode == 0, explain(table)

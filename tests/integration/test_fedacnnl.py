@@ -11,7 +11,7 @@ from mpihybrid.solvers.least_squares import packed_length
 JOB = REPO / "jobs" / "fedacnnl" / "digits.toml"
 PJOB = REPO / "jobs" / "pfedacnnl" / "digits.toml"
 SMALL = ["--set", "model.hidden=[48, 32]", "--set", "acnnl.local_test_fraction=0.0"]
-DIMS = [(65, 48), (49, 32), (33, 10)]   # (inputs + bias, outputs) of the three layers
+DIMS = [(65, 48), (49, 32), (33, 10)]  # (inputs + bias, outputs) of the three layers
 
 
 def weights(ckpt_dir):
@@ -21,20 +21,46 @@ def weights(ckpt_dir):
 
 
 def test_weights_do_not_depend_on_ranks_clients_split_or_batch(tmp_path):
-    runs = {"central": (1, ["--set", "fl.clients=1", "--set", "acnnl.batch_size=2000"]),
-            "7-dirichlet": (2, ["--set", "fl.clients=7", "--set", "data.partition='dirichlet'",
-                                "--set", "acnnl.batch_size=1"]),
-            "50-shards": (4, ["--set", "fl.clients=50", "--set", "data.partition='shards'",
-                              "--set", "acnnl.adaptive_batch=true", "--set", "acnnl.batch_seconds=0.0005"])}
+    runs = {
+        "central": (1, ["--set", "fl.clients=1", "--set", "acnnl.batch_size=2000"]),
+        "7-dirichlet": (
+            2,
+            ["--set", "fl.clients=7", "--set", "data.partition='dirichlet'", "--set", "acnnl.batch_size=1"],
+        ),
+        "50-shards": (
+            4,
+            [
+                "--set",
+                "fl.clients=50",
+                "--set",
+                "data.partition='shards'",
+                "--set",
+                "acnnl.adaptive_batch=true",
+                "--set",
+                "acnnl.batch_seconds=0.0005",
+            ],
+        ),
+    }
     got = {}
     for name, (ranks, extra) in runs.items():
-        proc = launch(ranks, "run", "fedacnnl", "--config", str(JOB), *SMALL, *extra,
-                      "--out", str(tmp_path / f"{name}.h5"), "--checkpoint", str(tmp_path / name))
+        proc = launch(
+            ranks,
+            "run",
+            "fedacnnl",
+            "--config",
+            str(JOB),
+            *SMALL,
+            *extra,
+            "--out",
+            str(tmp_path / f"{name}.h5"),
+            "--checkpoint",
+            str(tmp_path / name),
+        )
         assert proc.returncode == 0, explain(proc)
         got[name] = weights(tmp_path / name)
         with h5py.File(tmp_path / f"{name}.h5") as f:
             assert f.attrs["status"] == "completed"
-            assert list(f["comm/reduce/calls"][()]) == [len(DIMS)] * ranks          # L layers = L reductions
+            assert list(f["comm/reduce/calls"][()]) == [len(DIMS)] * ranks  # L layers = L reductions
             assert list(f["metrics/uplink_bytes"][()]) == [8 * packed_length(d, c) for d, c in DIMS]
             assert list(f["metrics/downlink_bytes"][()]) == [8 * d * c for d, c in DIMS]
             assert len(set(f["final/param_sha256"][()])) == 1
@@ -47,8 +73,9 @@ def test_resume_after_a_crash_continues_with_the_next_layer(tmp_path):
     args = ["run", "fedacnnl", "--config", str(JOB), *SMALL]
     full = launch(2, *args, "--out", str(tmp_path / "full.h5"))
     assert full.returncode == 0, explain(full)
-    crash = launch(2, *args, "--out", str(tmp_path / "r.h5"), "--checkpoint", str(tmp_path / "ck"),
-                   env={"MPIHYBRID_FAULT": "1:3"})
+    crash = launch(
+        2, *args, "--out", str(tmp_path / "r.h5"), "--checkpoint", str(tmp_path / "ck"), env={"MPIHYBRID_FAULT": "1:3"}
+    )
     assert crash.returncode != 0 and "injected fault" in crash.stderr, explain(crash)
     resumed = launch(2, *args, "--out", str(tmp_path / "r.h5"), "--checkpoint", str(tmp_path / "ck"), "--resume")
     assert resumed.returncode == 0, explain(resumed)
@@ -72,12 +99,19 @@ def test_pfedacnnl_groups_and_its_global_ablation(tmp_path):
         for name in ("mean_client_accuracy", "group_mean_client_accuracy", "global_mean_client_accuracy"):
             assert 0.5 < final[name] <= 1.0, name
     assert fed.returncode == 0, explain(fed)
-    with h5py.File(tmp_path / "f.h5") as f:   # the ablation is exactly FedACnnL on the same clients
+    with h5py.File(tmp_path / "f.h5") as f:  # the ablation is exactly FedACnnL on the same clients
         assert f["final/mean_client_accuracy"][()] == final["global_mean_client_accuracy"]
 
 
-@pytest.mark.parametrize("setting, key", [("acnnl.tau=1.5", "acnnl.tau"), ("model.activation='gelu'", "model.activation"),
-                                          ("model.hidden=[9000]", "model.hidden"), ("fl.clients=2000", "data.partition")])
+@pytest.mark.parametrize(
+    "setting, key",
+    [
+        ("acnnl.tau=1.5", "acnnl.tau"),
+        ("model.activation='gelu'", "model.activation"),
+        ("model.hidden=[9000]", "model.hidden"),
+        ("fl.clients=2000", "data.partition"),
+    ],
+)
 def test_bad_input_names_its_key(tmp_path, setting, key):
     proc = launch(2, "run", "fedacnnl", "--config", str(JOB), "--set", setting, "--out", str(tmp_path / "x.h5"))
     assert proc.returncode == 2 and key in proc.stderr, explain(proc)
@@ -85,9 +119,25 @@ def test_bad_input_names_its_key(tmp_path, setting, key):
 
 def test_singular_gram_uses_the_documented_fallback(tmp_path):
     out = tmp_path / "s.h5"
-    proc = launch(2, "run", "fedacnnl", "--config", str(JOB), "--set", "acnnl.gamma=0.0",
-                  "--set", "data.name='synthetic'", "--set", "data.num_samples=60", "--set", "fl.clients=4",
-                  "--set", "model.hidden=[100]", "--out", str(out))
+    proc = launch(
+        2,
+        "run",
+        "fedacnnl",
+        "--config",
+        str(JOB),
+        "--set",
+        "acnnl.gamma=0.0",
+        "--set",
+        "data.name='synthetic'",
+        "--set",
+        "data.num_samples=60",
+        "--set",
+        "fl.clients=4",
+        "--set",
+        "model.hidden=[100]",
+        "--out",
+        str(out),
+    )
     assert proc.returncode == 0, explain(proc)
     assert "minimum-norm solution" in proc.stderr
     with h5py.File(out) as f:

@@ -11,18 +11,42 @@ JOBS = REPO / "jobs" / "decomfl"
 
 def read(path):
     with h5py.File(path) as f:
-        return {"sha": [s.decode() for s in f["final/param_sha256"][()]], "status": f.attrs["status"],
-                "up": f["metrics/uplink_bytes"][()], "down": f["metrics/downlink_bytes"][()],
-                "acc": f["final/test_accuracy"][()] if "final/test_accuracy" in f else None,
-                "replayed": f["final/replayed_rounds"][()] if "final/replayed_rounds" in f else None}
+        return {
+            "sha": [s.decode() for s in f["final/param_sha256"][()]],
+            "status": f.attrs["status"],
+            "up": f["metrics/uplink_bytes"][()],
+            "down": f["metrics/downlink_bytes"][()],
+            "acc": f["final/test_accuracy"][()] if "final/test_accuracy" in f else None,
+            "replayed": f["final/replayed_rounds"][()] if "final/replayed_rounds" in f else None,
+        }
 
 
 @pytest.mark.parametrize("ranks", [2, 4])
 def test_decomfl_models_agree_bitwise_and_resume_bitwise(tmp_path, ranks):
-    args = ["run", "decomfl", "--config", str(JOBS / "digits.toml"), "--set", "fl.clients=20", "--set", "fl.sampled=3",
-            "--set", "fl.local_steps=2", "--set", "train.steps=300", "--set", "train.momentum=0.9",
-            "--set", "train.lr=0.005", "--set", "fl.lr_schedule='cosine'", "--set", "data.partition='dirichlet'",
-            "--set", "checkpoint.every=100"]
+    args = [
+        "run",
+        "decomfl",
+        "--config",
+        str(JOBS / "digits.toml"),
+        "--set",
+        "fl.clients=20",
+        "--set",
+        "fl.sampled=3",
+        "--set",
+        "fl.local_steps=2",
+        "--set",
+        "train.steps=300",
+        "--set",
+        "train.momentum=0.9",
+        "--set",
+        "train.lr=0.005",
+        "--set",
+        "fl.lr_schedule='cosine'",
+        "--set",
+        "data.partition='dirichlet'",
+        "--set",
+        "checkpoint.every=100",
+    ]
     full = launch(ranks, *args, "--out", str(tmp_path / "full.h5"))
     assert full.returncode == 0, explain(full)
     r = read(tmp_path / "full.h5")
@@ -31,8 +55,15 @@ def test_decomfl_models_agree_bitwise_and_resume_bitwise(tmp_path, ranks):
     assert r["replayed"].sum() > 0
 
     ckpt = tmp_path / "ckpt"
-    crash = launch(ranks, *args, "--out", str(tmp_path / "res.h5"), "--checkpoint", str(ckpt),
-                   env={"MPIHYBRID_FAULT": f"{ranks - 1}:250"})
+    crash = launch(
+        ranks,
+        *args,
+        "--out",
+        str(tmp_path / "res.h5"),
+        "--checkpoint",
+        str(ckpt),
+        env={"MPIHYBRID_FAULT": f"{ranks - 1}:250"},
+    )
     assert crash.returncode != 0 and "injected fault" in crash.stderr, explain(crash)
     resumed = launch(ranks, *args, "--out", str(tmp_path / "res.h5"), "--checkpoint", str(ckpt), "--resume")
     assert resumed.returncode == 0, explain(resumed)
@@ -44,8 +75,21 @@ def test_bytes_per_round_do_not_depend_on_d(tmp_path):
     for hidden in (32, 1536):  # d = 2,410 and 115,210
         for algo, job in (("decomfl", JOBS / "digits.toml"), ("fedavg", REPO / "jobs" / "fedavg" / "digits.toml")):
             out = tmp_path / f"{algo}-{hidden}.h5"
-            proc = launch(2, "run", algo, "--config", str(JOBS / job), "--set", f"model.hidden=[{hidden}]",
-                          "--set", "train.steps=3", "--set", "train.eval_every=3", "--out", str(out))
+            proc = launch(
+                2,
+                "run",
+                algo,
+                "--config",
+                str(JOBS / job),
+                "--set",
+                f"model.hidden=[{hidden}]",
+                "--set",
+                "train.steps=3",
+                "--set",
+                "train.eval_every=3",
+                "--out",
+                str(out),
+            )
             assert proc.returncode == 0, explain(proc)
             ups[algo, hidden] = set(read(out)["up"].tolist())
     assert ups["decomfl", 32] == ups["decomfl", 1536] == {4 * 1 * 5}
@@ -54,19 +98,36 @@ def test_bytes_per_round_do_not_depend_on_d(tmp_path):
 
 def test_fedzo_runs_with_d_dimensional_uploads(tmp_path):
     out = tmp_path / "fedzo.h5"
-    proc = launch(2, "run", "fedzo", "--config", str(REPO / "jobs" / "fedzo" / "digits.toml"), "--set", "train.steps=20",
-                  "--out", str(out))
+    proc = launch(
+        2,
+        "run",
+        "fedzo",
+        "--config",
+        str(REPO / "jobs" / "fedzo" / "digits.toml"),
+        "--set",
+        "train.steps=20",
+        "--out",
+        str(out),
+    )
     assert proc.returncode == 0, explain(proc)
     r = read(out)
     assert len(set(r["sha"])) == 1 and set(r["up"].tolist()) == {4 * 2410}
 
 
-@pytest.mark.parametrize("override, key", [("fl.sampled=9", "fl.sampled"), ("zo.perturbations=0", "zo.perturbations"),
-                                           ("zo.mu=0.0", "zo.mu"), ("zo.estimator='backward'", "zo.estimator"),
-                                           ("fl.clients=1", "fl.clients")])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("fl.sampled=9", "fl.sampled"),
+        ("zo.perturbations=0", "zo.perturbations"),
+        ("zo.mu=0.0", "zo.mu"),
+        ("zo.estimator='backward'", "zo.estimator"),
+        ("fl.clients=1", "fl.clients"),
+    ],
+)
 def test_bad_federated_input_is_exit_2(tmp_path, override, key):
-    proc = launch(2, "run", "decomfl", "--config", str(JOBS / "digits.toml"), "--set", override,
-                  "--out", str(tmp_path / "r.h5"))
+    proc = launch(
+        2, "run", "decomfl", "--config", str(JOBS / "digits.toml"), "--set", override, "--out", str(tmp_path / "r.h5")
+    )
     assert proc.returncode == 2 and key in proc.stderr, explain(proc)
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "r.h5").exists()
@@ -74,8 +135,23 @@ def test_bad_federated_input_is_exit_2(tmp_path, override, key):
 
 def test_decomfl_nan_keeps_last_good_checkpoint(tmp_path):
     ckpt = tmp_path / "ckpt"
-    proc = launch(2, "run", "decomfl", "--config", str(JOBS / "digits.toml"), "--set", "train.lr=1e30",
-                  "--set", "train.steps=50", "--set", "checkpoint.every=1", "--out", str(tmp_path / "r.h5"), "--checkpoint", str(ckpt))
+    proc = launch(
+        2,
+        "run",
+        "decomfl",
+        "--config",
+        str(JOBS / "digits.toml"),
+        "--set",
+        "train.lr=1e30",
+        "--set",
+        "train.steps=50",
+        "--set",
+        "checkpoint.every=1",
+        "--out",
+        str(tmp_path / "r.h5"),
+        "--checkpoint",
+        str(ckpt),
+    )
     assert proc.returncode == 3 and "diverged" in proc.stderr, explain(proc)
     with h5py.File(tmp_path / "r.h5") as f:
         assert f.attrs["status"] == "failed"

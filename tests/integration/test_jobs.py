@@ -10,8 +10,14 @@ from conftest import BIN, REPO, explain
 
 
 def launch_job(script, run_dir, *args, env=None):
-    full = {**os.environ, "RUN_DIR": str(run_dir), "MPIEXEC": str(BIN / "mpiexec"), "MPIHYBRID": str(BIN / "mpihybrid"),
-            "PYTHONUNBUFFERED": "1", **(env or {})}
+    full = {
+        **os.environ,
+        "RUN_DIR": str(run_dir),
+        "MPIEXEC": str(BIN / "mpiexec"),
+        "MPIHYBRID": str(BIN / "mpihybrid"),
+        "PYTHONUNBUFFERED": "1",
+        **(env or {}),
+    }
     return subprocess.run([str(script), *args], capture_output=True, text=True, env=full, timeout=300)
 
 
@@ -38,5 +44,5 @@ def test_launcher_resumes_after_a_crash(tmp_path):
     assert again.returncode == 0 and "resuming" in again.stderr, explain(again)
     assert sha(tmp_path / "run" / "results.h5") == sha(tmp_path / "whole" / "results.h5")
     logs = (tmp_path / "run" / "logs" / "rank-1.log").read_text()
-    assert "injected fault" in logs                        # the crashed attempt's traceback, kept
+    assert "injected fault" in logs  # the crashed attempt's traceback, kept
     assert (tmp_path / "run" / "config.toml").exists()

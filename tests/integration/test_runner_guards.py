@@ -7,7 +7,7 @@ import textwrap
 
 from conftest import REPO
 
-BAD_TESTS = textwrap.dedent('''
+BAD_TESTS = textwrap.dedent("""
     import os
     import pytest
     from mpi4py import MPI
@@ -31,15 +31,30 @@ BAD_TESTS = textwrap.dedent('''
     @pytest.mark.mpi(ranks=2)
     def test_good():
         assert MPI.COMM_WORLD.allreduce(1) == 2
-''')
+""")
 
 
 def test_hangs_and_crashes_become_failures(tmp_path):
     (tmp_path / "test_bad.py").write_text(BAD_TESTS)
     (tmp_path / "conftest.py").write_text((REPO / "conftest.py").read_text())
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "--rootdir", str(tmp_path),
-                           "--mpi-default-test-timeout=10", str(tmp_path / "test_bad.py")],
-                          capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-v",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(tmp_path),
+            "--mpi-default-test-timeout=10",
+            str(tmp_path / "test_bad.py"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=tmp_path,
+    )
     out = proc.stdout
     assert proc.returncode == 1, out
     assert "test_good[2][rank=0] PASSED" in out and "test_good[2][rank=1] PASSED" in out, out

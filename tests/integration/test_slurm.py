@@ -6,9 +6,9 @@ import sys
 
 import h5py
 import pytest
+from slurm_cluster import LocalSlurm, find, missing_reason
 
 from conftest import BIN, REPO
-from slurm_cluster import LocalSlurm, find, missing_reason
 
 pytestmark = pytest.mark.skipif(missing_reason() is not None, reason=missing_reason() or "")
 
@@ -28,8 +28,16 @@ def job_env(runs):
 
 
 def test_single_node_script_runs_a_2_rank_job(slurm, tmp_path):
-    job = slurm.sbatch(REPO / "slurm" / "single-node.sbatch", "--set", "train.steps=200", "--set", "train.eval_every=100",
-                       options=(f"--output={tmp_path}/slurm-%j.out",), env=job_env(tmp_path), cwd=REPO)
+    job = slurm.sbatch(
+        REPO / "slurm" / "single-node.sbatch",
+        "--set",
+        "train.steps=200",
+        "--set",
+        "train.eval_every=100",
+        options=(f"--output={tmp_path}/slurm-%j.out",),
+        env=job_env(tmp_path),
+        cwd=REPO,
+    )
     record = slurm.wait(job)[str(job)]
     run_dir = tmp_path / f"mpihybrid-{job}"
     output = tmp_path / f"slurm-{job}.out"
@@ -42,16 +50,28 @@ def test_single_node_script_runs_a_2_rank_job(slurm, tmp_path):
 
 
 def test_array_sweep_gives_three_results_and_one_table_and_plot_per_metric(slurm, tmp_path):
-    job = slurm.sbatch(REPO / "slurm" / "array-sweep.sbatch", "--set", "train.steps=60", "--set", "train.eval_every=20",
-                       options=(f"--output={tmp_path}/slurm-%A_%a.out",), env=job_env(tmp_path), cwd=REPO)
+    job = slurm.sbatch(
+        REPO / "slurm" / "array-sweep.sbatch",
+        "--set",
+        "train.steps=60",
+        "--set",
+        "train.eval_every=20",
+        options=(f"--output={tmp_path}/slurm-%A_%a.out",),
+        env=job_env(tmp_path),
+        cwd=REPO,
+    )
     records = slurm.wait(job)
     outputs = "\n".join(p.read_text() for p in tmp_path.glob("slurm-*.out"))
     assert len(records) == 3 and all("JobState=COMPLETED" in r for r in records.values()), f"{records}\n{outputs}"
     files = sorted((tmp_path / f"mpihybrid-sweep-{job}").glob("task-*/results.h5"))
     assert len(files) == 3
     plots = tmp_path / "plots"
-    table = subprocess.run([str(BIN / "mpihybrid"), "analyze", *map(str, files), "--plots", str(plots)],
-                           capture_output=True, text=True, timeout=120)
+    table = subprocess.run(
+        [str(BIN / "mpihybrid"), "analyze", *map(str, files), "--plots", str(plots)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert table.returncode == 0, table.stderr
     assert "varied: zo.perturbations" in table.stdout
     assert sum(line.startswith("| perturbations=") for line in table.stdout.splitlines()) == 3
@@ -60,7 +80,12 @@ def test_array_sweep_gives_three_results_and_one_table_and_plot_per_metric(slurm
 
 
 def test_srun_without_pmi_is_reported_not_run_twice(slurm):
-    proc = subprocess.run([find("srun"), "--mpi=none", "-n", "2", str(BIN / "mpihybrid"), "info"], capture_output=True,
-                          text=True, env=slurm.env, timeout=120)
+    proc = subprocess.run(
+        [find("srun"), "--mpi=none", "-n", "2", str(BIN / "mpihybrid"), "info"],
+        capture_output=True,
+        text=True,
+        env=slurm.env,
+        timeout=120,
+    )
     assert proc.returncode != 0
     assert "launcher" in proc.stderr.lower() or "singleton" in proc.stderr.lower(), proc.stderr

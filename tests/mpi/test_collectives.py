@@ -49,8 +49,10 @@ def test_blocking_collectives():
             assert float(buf.sum()) == 35, name
 
         counts = [i + 1 for i in range(p)]
-        for send, recv in ((np.full(r + 1, r, np.int32), np.empty(sum(counts), np.int32)),
-                           (torch.full((r + 1,), float(r)), torch.empty(sum(counts)))):
+        for send, recv in (
+            (np.full(r + 1, r, np.int32), np.empty(sum(counts), np.int32)),
+            (torch.full((r + 1,), float(r)), torch.empty(sum(counts))),
+        ):
             c.Allgatherv(send, recv, counts)
             expected = np.repeat(np.arange(p), counts)
             assert np.array_equal(np.asarray(recv), expected), name
@@ -102,8 +104,11 @@ def test_topology_roles_and_subcommunicators():
     from mpihybrid.comm import Topology
 
     world = Comm(MPI.COMM_WORLD)
-    for plan in ({"update": 3, "curvature": 1}, {"update": 0.75, "curvature": 0.25},
-                 {"update": [0, 1, 2], "curvature": [3]}):
+    for plan in (
+        {"update": 3, "curvature": 1},
+        {"update": 0.75, "curvature": 0.25},
+        {"update": [0, 1, 2], "curvature": [3]},
+    ):
         top = Topology(world, plan)
         expected = "update" if world.rank < 3 else "curvature"
         assert top.role == expected

@@ -17,8 +17,12 @@ from mpihybrid.fl.pfedacnnl import personalize
 
 
 def config(model=None, acnnl=None, pfl=None, seed=3):
-    raw = {"seed": seed, "model": model or {"name": "mlp", "hidden": [16, 12], "activation": "tanh"},
-           "acnnl": acnnl or {}, "pfl": pfl or {}}
+    raw = {
+        "seed": seed,
+        "model": model or {"name": "mlp", "hidden": [16, 12], "activation": "tanh"},
+        "acnnl": acnnl or {},
+        "pfl": pfl or {},
+    }
     return build_config(raw, sections(load("pfedacnnl")))
 
 
@@ -49,7 +53,9 @@ def test_conv_rows_match_an_explicit_patch_loop():
     H = torch.randn(3, 2, 5, 6, dtype=torch.float64)
     A = net.inputs(0, H)
     padded = np.pad(H.numpy(), ((0, 0), (0, 0), (1, 1), (1, 1)))
-    rows = [np.append(padded[n, :, i:i + 3, j:j + 3].ravel(), 1.0) for n in range(3) for i in range(5) for j in range(6)]
+    rows = [
+        np.append(padded[n, :, i : i + 3, j : j + 3].ravel(), 1.0) for n in range(3) for i in range(5) for j in range(6)
+    ]
     assert A.shape == (3 * 30, 2 * 9 + 1)
     assert np.abs(A.numpy() - np.array(rows)).max() == 0
     y = torch.tensor([0, 3, 1])
@@ -69,15 +75,23 @@ def test_layerwise_fit_matches_a_plain_numpy_reference():
         A = np.hstack([H, np.ones((240, 1))])
         Z = onehot if layer.kind == "classifier" else np.arctanh(onehot @ net.encoders[index].numpy())
         gamma = cfg.acnnl.gamma * np.trace(A.T @ A) / A.shape[1]
-        W = np.linalg.lstsq(np.vstack([A, np.sqrt(gamma) * np.eye(A.shape[1])]),
-                            np.vstack([Z, np.zeros((A.shape[1], Z.shape[1]))]), rcond=None)[0]
+        W = np.linalg.lstsq(
+            np.vstack([A, np.sqrt(gamma) * np.eye(A.shape[1])]),
+            np.vstack([Z, np.zeros((A.shape[1], Z.shape[1]))]),
+            rcond=None,
+        )[0]
         assert np.abs(got[index] - W).max() / np.abs(W).max() < 1e-9, index
         H = np.tanh(A @ got[index])
-    assert (np.argmax(A @ got[-1], 1) == y.numpy()).mean() > 0.9      # A: the classifier's input
+    assert (np.argmax(A @ got[-1], 1) == y.numpy()).mean() > 0.9  # A: the classifier's input
 
 
-@pytest.mark.parametrize("model", [{"name": "mlp", "hidden": [16, 12], "activation": "tanh"},
-                                   {"name": "cnn2d", "channels": [4], "hidden": [8], "kernel_size": 3, "activation": "relu"}])
+@pytest.mark.parametrize(
+    "model",
+    [
+        {"name": "mlp", "hidden": [16, 12], "activation": "tanh"},
+        {"name": "cnn2d", "channels": [4], "hidden": [8], "kernel_size": 3, "activation": "relu"},
+    ],
+)
 def test_partition_and_batch_invariance_in_one_process(model):
     cfg = config(model)
     shape = (16,) if model["name"] == "mlp" else (1, 4, 4)
@@ -89,7 +103,7 @@ def test_partition_and_batch_invariance_in_one_process(model):
         by_batch = [fit(cfg, net, clients_of(x, y, parts), batch=batch) for batch in (1, 16)]
         for c, g in zip(central, by_batch[0]):
             assert np.abs(g - c).max() / np.abs(c).max() < 1e-10, (M, scheme)
-        for a, b in zip(*by_batch):        # the batch size changes no bit (fixed accumulation blocks)
+        for a, b in zip(*by_batch):  # the batch size changes no bit (fixed accumulation blocks)
             assert np.array_equal(a, b), (M, scheme)
 
 
@@ -104,7 +118,7 @@ def test_personalisation_limits():
     local = personalize(net, mine, group, cfg)[-1].numpy()
     A = net.inputs(len(net) - 1, net.features(net.prepare(mine.x), group[:-1])).numpy()
     ref = np.linalg.lstsq(A, np.eye(4)[mine.y.numpy()], rcond=None)[0]
-    assert np.abs(A @ local - A @ ref).max() < 1e-6        # the local least-squares fit (its fitted values)
+    assert np.abs(A @ local - A @ ref).max() < 1e-6  # the local least-squares fit (its fitted values)
     cfg.pfl.personalize = "all"
     assert len(personalize(net, mine, group, cfg)) == len(net)
 

@@ -17,11 +17,20 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def fake_run(path, P, *, speed=1.0, status="completed", algorithm="decomfl", memory=None):
-    r = RunResults(path, algorithm=algorithm, config_json=json.dumps({"seed": 0, "zo": {"perturbations": P}}),
-                   comm=Comm(MPI.COMM_SELF))
+    r = RunResults(
+        path,
+        algorithm=algorithm,
+        config_json=json.dumps({"seed": 0, "zo": {"perturbations": P}}),
+        comm=Comm(MPI.COMM_SELF),
+    )
     for step in range(1, 11):
-        r.log(step, wall_time=step / speed, train_loss=1.0 / step, test_accuracy=min(1.0, 0.1 * step * P / 5),
-              uplink_bytes=20.0)
+        r.log(
+            step,
+            wall_time=step / speed,
+            train_loss=1.0 / step,
+            test_accuracy=min(1.0, 0.1 * step * P / 5),
+            uplink_bytes=20.0,
+        )
     if status == "completed":
         r.finish(status="completed", params=[torch.ones(2)], memory=memory)
     else:

@@ -13,8 +13,16 @@ SELF = Comm(MPI.COMM_SELF)
 
 
 def save(directory, step, shared=None, local=None, keep=2, config_hash="h1"):
-    return save_checkpoint(directory, SELF, step=step, algorithm="algo", config_hash=config_hash,
-                           shared=shared or {"w": np.arange(6.0).reshape(2, 3)}, local=local or {}, keep=keep)
+    return save_checkpoint(
+        directory,
+        SELF,
+        step=step,
+        algorithm="algo",
+        config_hash=config_hash,
+        shared=shared or {"w": np.arange(6.0).reshape(2, 3)},
+        local=local or {},
+        keep=keep,
+    )
 
 
 def load(path, **kw):
@@ -23,8 +31,14 @@ def load(path, **kw):
 
 
 def test_round_trip_of_every_leaf_kind(tmp_path):
-    shared = {"a/f32": np.linspace(0, 1, 7, dtype=np.float32), "t": torch.arange(4, dtype=torch.int64),
-              "name": "café", "lr": 0.5, "n": 3, "empty": np.zeros((0, 3))}
+    shared = {
+        "a/f32": np.linspace(0, 1, 7, dtype=np.float32),
+        "t": torch.arange(4, dtype=torch.int64),
+        "name": "café",
+        "lr": 0.5,
+        "n": 3,
+        "empty": np.zeros((0, 3)),
+    }
     local = {"x": np.array([[1, 2]], dtype=np.uint16)}
     path = save(tmp_path, 5, shared, local)
     step, s, loc = load(path)
@@ -59,9 +73,14 @@ def test_flipped_byte_is_a_checksum_mismatch(tmp_path):
         load(path)
 
 
-@pytest.mark.parametrize("kw, words", [({"world_size": 2}, "written by 1 ranks; this job has 2"),
-                                       ({"config_hash": "h2"}, "another config"),
-                                       ({"algorithm": "other"}, "from algorithm 'algo'")])
+@pytest.mark.parametrize(
+    "kw, words",
+    [
+        ({"world_size": 2}, "written by 1 ranks; this job has 2"),
+        ({"config_hash": "h2"}, "another config"),
+        ({"algorithm": "other"}, "from algorithm 'algo'"),
+    ],
+)
 def test_mismatches_are_refused(tmp_path, kw, words):
     path = save(tmp_path, 1)
     with pytest.raises(CheckpointError, match=words):

@@ -14,19 +14,22 @@ def test_defaults_and_int_for_float():
     assert c.data.name == "digits" and c.seed == 0
 
 
-@pytest.mark.parametrize("raw, key, words", [
-    ({"train": {"lrr": 1}}, "train.lrr", "unknown key"),
-    ({"train": {"lr": "fast"}}, "train.lr", "expected float"),
-    ({"train": {"steps": 1.5}}, "train.steps", "expected int"),
-    ({"train": {"steps": True}}, "train.steps", "expected int"),
-    ({"data": {"name": "imagenet"}}, "data.name", "one of"),
-    ({"model": {"hidden": [32, "x"]}}, "model.hidden", "expected int"),
-    ({"optimiser": {}}, "optimiser", "unknown section"),
-    ({"train": 3}, "train", "must be a table"),
-    ({"train": {"steps": 0}}, "train.steps", ">= 1"),
-    ({"data": {"name": "npz"}}, "data.path", "set data.path"),
-    ({"seed": "x"}, "seed", "expected int"),
-])
+@pytest.mark.parametrize(
+    "raw, key, words",
+    [
+        ({"train": {"lrr": 1}}, "train.lrr", "unknown key"),
+        ({"train": {"lr": "fast"}}, "train.lr", "expected float"),
+        ({"train": {"steps": 1.5}}, "train.steps", "expected int"),
+        ({"train": {"steps": True}}, "train.steps", "expected int"),
+        ({"data": {"name": "imagenet"}}, "data.name", "one of"),
+        ({"model": {"hidden": [32, "x"]}}, "model.hidden", "expected int"),
+        ({"optimiser": {}}, "optimiser", "unknown section"),
+        ({"train": 3}, "train", "must be a table"),
+        ({"train": {"steps": 0}}, "train.steps", ">= 1"),
+        ({"data": {"name": "npz"}}, "data.path", "set data.path"),
+        ({"seed": "x"}, "seed", "expected int"),
+    ],
+)
 def test_bad_values_name_the_key(raw, key, words):
     with pytest.raises(ConfigError) as info:
         build(raw)
@@ -35,8 +38,9 @@ def test_bad_values_name_the_key(raw, key, words):
 
 
 def test_overrides_are_toml_values():
-    raw = apply_overrides({"train": {"lr": 0.1}}, ["train.lr=0.5", "model.hidden=[64, 32]", "data.name=mnist1d",
-                                                    "train.optimizer='sgd'"])
+    raw = apply_overrides(
+        {"train": {"lr": 0.1}}, ["train.lr=0.5", "model.hidden=[64, 32]", "data.name=mnist1d", "train.optimizer='sgd'"]
+    )
     c = build(raw)
     assert c.train.lr == 0.5 and c.model.hidden == [64, 32] and c.data.name == "mnist1d"
     assert c.train.optimizer == "sgd"

@@ -27,7 +27,7 @@ def test_hvp_matches_the_exact_hessian(batchnorm, method):
     H = torch.autograd.functional.hessian(loss, theta)
     v = torch.randn_like(theta)
     assert torch.allclose(hvp_function(loss, method)(theta, v), H @ v, rtol=1e-9, atol=1e-11)
-    if batchnorm:   # the HVP never moves the running statistics
+    if batchnorm:  # the HVP never moves the running statistics
         assert torch.equal(model[1].running_mean, torch.zeros(8))
 
 
@@ -47,7 +47,7 @@ def test_lanczos_extreme_eigenpairs_match_eigh():
 def test_lanczos_breakdown_guard_on_a_low_rank_operator():
     rng = np.random.default_rng(0)
     U = np.linalg.qr(rng.standard_normal((50, 3)))[0]
-    A = U @ np.diag([3.0, 2.0, 1.0]) @ U.T       # rank 3: the Krylov space closes after 3-4 steps
+    A = U @ np.diag([3.0, 2.0, 1.0]) @ U.T  # rank 3: the Krylov space closes after 3-4 steps
     ritz = lanczos(lambda x: A @ x, 50, 20, k=2, seed=0)
     assert ritz.iterations < 20 and np.allclose(ritz.values, [2.0, 3.0], rtol=1e-10)
     with pytest.raises(ValueError, match="k \\+ ℓ"):
@@ -73,10 +73,16 @@ def test_fosi_is_the_base_optimizer_bit_for_bit_before_the_first_refresh():
     def never(theta):
         raise AssertionError("no curvature before the first refresh")
 
-    for base, ref in (("adam", lambda m: torch.optim.Adam(m.parameters(), lr=3e-3)),
-                      ("heavy-ball", lambda m: torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9))):
-        fosi = train(lambda m: FOSI(m.parameters(), curvature=never, k=2, refresh_every=50, base=base,
-                                    lr=3e-3 if base == "adam" else 0.05), 49)
+    for base, ref in (
+        ("adam", lambda m: torch.optim.Adam(m.parameters(), lr=3e-3)),
+        ("heavy-ball", lambda m: torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9)),
+    ):
+        fosi = train(
+            lambda m, base=base: FOSI(
+                m.parameters(), curvature=never, k=2, refresh_every=50, base=base, lr=3e-3 if base == "adam" else 0.05
+            ),
+            49,
+        )
         assert torch.equal(fosi, train(ref, 49)), base
 
 
@@ -97,7 +103,7 @@ def test_fosi_step_matches_the_spec_formula():
     c = min(max(9.0 / 2.0, 1.0), 3.0)
     expected = start + c * (u - V.T @ (V @ u)) - 0.3 * d1
     assert torch.allclose(core.theta, expected, atol=1e-6)
-    assert abs(float((u - V.T @ (V @ u)) @ d1)) < 1e-5          # u⊥ is orthogonal to the Newton direction
+    assert abs(float((u - V.T @ (V @ u)) @ d1)) < 1e-5  # u⊥ is orthogonal to the Newton direction
 
 
 def test_fosi_beats_gd_on_an_ill_conditioned_quadratic():
@@ -145,7 +151,7 @@ def test_admm_rule_closed_form():
 
 
 def test_lanczos_breakdown_before_k_plus_l_steps_returns_what_it_has():
-    A = np.diag([5.0, 0.0, 0.0, 0.0, 0.0, 0.0])      # rank 1: the Krylov space closes after one step
+    A = np.diag([5.0, 0.0, 0.0, 0.0, 0.0, 0.0])  # rank 1: the Krylov space closes after one step
     ritz = lanczos(lambda x: A @ x, 6, 6, k=3, l=1, seed=0)
     assert ritz.iterations < 4 and len(ritz.values) == ritz.vectors.shape[0] <= ritz.iterations
     assert np.isclose(ritz.values[-1], 5.0)

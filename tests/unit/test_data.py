@@ -104,8 +104,15 @@ def test_truncated_idx_is_reported(tmp_path):
         load_dataset(data_cfg(name="mnist-idx", path=str(tmp_path)), 0)
 
 
-@pytest.mark.parametrize("name, data, shape", [("mlp", "digits", (1, 8, 8)), ("cnn2d", "digits", (1, 8, 8)),
-                                               ("cnn2d", "mnist", (1, 28, 28)), ("cnn1d", "mnist1d", (1, 40))])
+@pytest.mark.parametrize(
+    "name, data, shape",
+    [
+        ("mlp", "digits", (1, 8, 8)),
+        ("cnn2d", "digits", (1, 8, 8)),
+        ("cnn2d", "mnist", (1, 28, 28)),
+        ("cnn1d", "mnist1d", (1, 40)),
+    ],
+)
 def test_models_build_identically_from_the_seed(name, data, shape):
     cfg = build_config({"model": {"name": name}}, COMMON_SECTIONS).model
     a, b = build_model(cfg, shape, 10, seed=5), build_model(cfg, shape, 10, seed=5)

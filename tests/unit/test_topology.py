@@ -19,16 +19,19 @@ def test_rank_lists_like_process_sets():
     assert resolve_plan({"even": [0, 2], "odd": [1, 3]}, 4) == {"even": [0, 2], "odd": [1, 3]}
 
 
-@pytest.mark.parametrize("plan, size, words", [
-    ({"a": 1, "b": 1, "c": 1}, 2, "3 roles"),
-    ({"a": 2, "b": 0}, 2, "no ranks"),
-    ({"a": 3, "b": 2}, 4, "asks for 5 ranks"),
-    ({"a": [0, 1], "b": [1]}, 2, "exactly one role"),
-    ({"a": [0], "b": []}, 2, "no ranks"),
-    ({"a": 0.5, "b": 0.4}, 4, "sum to 1"),
-    ({}, 2, "empty"),
-    ({"a": "all"}, 2, "rank count"),
-])
+@pytest.mark.parametrize(
+    "plan, size, words",
+    [
+        ({"a": 1, "b": 1, "c": 1}, 2, "3 roles"),
+        ({"a": 2, "b": 0}, 2, "no ranks"),
+        ({"a": 3, "b": 2}, 4, "asks for 5 ranks"),
+        ({"a": [0, 1], "b": [1]}, 2, "exactly one role"),
+        ({"a": [0], "b": []}, 2, "no ranks"),
+        ({"a": 0.5, "b": 0.4}, 4, "sum to 1"),
+        ({}, 2, "empty"),
+        ({"a": "all"}, 2, "rank count"),
+    ],
+)
 def test_bad_plans(plan, size, words):
     with pytest.raises(PlanError, match=words):
         resolve_plan(plan, size)
