@@ -144,7 +144,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if resumed is not None:
         from mpihybrid.io.checkpoint import restore_global_rng
 
-        restore_global_rng(resumed[2])
+        restore_global_rng(resumed.state.local)
     try:
         with abort_on_error(MPI.COMM_WORLD):
             try:

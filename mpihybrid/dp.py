@@ -90,8 +90,8 @@ def run(run: Run) -> None:
     _, grad = flatten_parameters(params)
     opt = make_optimizer(config, params)
     if run.resumed is not None:
-        load_module_tree(model, run.resumed[1])
-        load_optimizer_tree(opt, run.resumed[1])
+        load_module_tree(model, run.resumed.state.shared)
+        load_optimizer_tree(opt, run.resumed.state.shared)
     run.set_threads()
 
     error = ""

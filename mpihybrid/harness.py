@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from mpihybrid.comm import Comm
 from mpihybrid.config import Config
-from mpihybrid.io.checkpoint import list_checkpoints, save_checkpoint
+from mpihybrid.io.checkpoint import Restored, State, list_checkpoints, save_checkpoint
 from mpihybrid.io.results import STATUS_COMPLETED, STATUS_FAILED, RunResults
 
 FAULT_ENV = "MPIHYBRID_FAULT"  # "RANK:STEP": raise on that rank at that step (tests the abort path)
@@ -51,7 +51,7 @@ class Run:
         world: Comm,
         out: str | Path,
         checkpoint_dir: str | Path | None,
-        resumed: tuple[int, dict, dict] | None,
+        resumed: Restored | None,
     ):
         self.algorithm = algorithm
         self.config = config
@@ -61,8 +61,8 @@ class Run:
         self.results = RunResults(out, algorithm=algorithm, config_json=config.to_json(), comm=world)
         self.start_step = 0
         if resumed is not None:
-            self.start_step = resumed[0]
-            self.results.load_state(resumed[1])
+            self.start_step = resumed.step
+            self.results.load_state(resumed.state.shared)
         self.last_checkpoint: Path | None = None
         self._fault = self._parse_fault()
         self._t0 = time.perf_counter()
@@ -132,8 +132,7 @@ class Run:
             step=step,
             algorithm=self.algorithm,
             config_hash=self.config.hash(),
-            shared={**shared, **self.results.state()},
-            local=local,
+            state=State({**shared, **self.results.state()}, local),
             keep=self.config.checkpoint.keep,
         )
         self.results.flush()

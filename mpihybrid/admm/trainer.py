@@ -299,7 +299,7 @@ def _sync(run: Run) -> None:
     world, cfg = run.world, run.config
     tr = Trainer(run, update=world, curvature=world)
     if run.resumed is not None:
-        tr.load_state(run.resumed[2], run.resumed[1])
+        tr.load_state(run.resumed.state.local, run.resumed.state.shared)
     run.set_threads()
     error = ""
     try:
@@ -406,10 +406,10 @@ def _overlap(run: Run) -> None:
             raise Diverged(error)
         return
     if run.resumed is not None:
-        tr.load_state(run.resumed[2], run.resumed[1])
+        tr.load_state(run.resumed.state.local, run.resumed.state.shared)
     hand = Handoff(tr, world, c_root)
-    if run.resumed is not None and "pending/values" in run.resumed[2]:
-        local = run.resumed[2]
+    if run.resumed is not None and "pending/values" in run.resumed.state.local:
+        local = run.resumed.state.local
         hand.pending = (
             int(local["pending/step"]),
             np.asarray(local["pending/values"]),

@@ -145,7 +145,7 @@ def run(run: Run) -> None:
     fed = Federation(run)
     algo = DeComFL(fed)
     if run.resumed is not None:
-        algo.load(run.resumed[1], run.resumed[2])
+        algo.load(run.resumed.state.shared, run.resumed.state.local)
     run.set_threads()
 
     def play(round_: int) -> dict[str, float]:

@@ -243,7 +243,7 @@ def run(run: Run) -> None:
     clients = local_clients(fed)
     fit = LayerwiseFit(net, run.world, clients, run.config.acnnl)
     if run.resumed is not None:
-        fit.restore(saved_weights(run.resumed[1], "weights/", run.start_step))
+        fit.restore(saved_weights(run.resumed.state.shared, "weights/", run.start_step))
     run_layers(
         run,
         len(net),

@@ -63,7 +63,7 @@ def run_averaging(run: Run, make_update: Callable[[Federation], LocalUpdate]) ->
     fed = Federation(run)
     state = {"global/x": fed.flat.initial()}
     if run.resumed is not None:
-        state["global/x"] = run.resumed[1]["global/x"].clone()
+        state["global/x"] = run.resumed.state.shared["global/x"].clone()
     run.set_threads()
     update = make_update(fed)
 

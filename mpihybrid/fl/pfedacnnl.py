@@ -153,9 +153,9 @@ def run(run: Run) -> None:
     global_fit = LayerwiseFit(net, run.world, clients, cfg.acnnl)
     fits = group_fits(run.world, net, clients, groups, cfg.acnnl)
     if run.resumed is not None:
-        global_fit.restore(saved_weights(run.resumed[1], "weights/", run.start_step))
+        global_fit.restore(saved_weights(run.resumed.state.shared, "weights/", run.start_step))
         for g, fit in fits.items():
-            fit.restore(saved_weights(run.resumed[2], f"group{g}/", run.start_step))
+            fit.restore(saved_weights(run.resumed.state.local, f"group{g}/", run.start_step))
 
     def fit_layer(index: int) -> LayerReport:
         report = global_fit.fit_layer(index)

@@ -1,8 +1,8 @@
 """HDF5 checkpoints that resume bitwise: gather to rank 0, write atomically, verify on read.
 
-A checkpoint holds two trees of arrays: ``shared`` (identical on every rank, written once by
-rank 0: parameters of a data-parallel model, server history, ...) and ``local`` (one per rank:
-shards, virtual clients, RNG states). Every dataset carries a SHA-256 of its bytes; the root
+A checkpoint holds a `State`: two trees of arrays, ``shared`` (identical on every rank, written
+once by rank 0: parameters of a data-parallel model, server history, ...) and ``local`` (one per
+rank: shards, virtual clients, RNG states). Every dataset carries a SHA-256 of its bytes; the root
 carries the format version, step, world size, algorithm and config hash. Restore checks all of
 them and raises CheckpointError with the reason, so a bad file never starts a run.
 
@@ -16,7 +16,7 @@ import hashlib
 import json
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +28,28 @@ from mpihybrid import __version__
 from mpihybrid.comm import Comm
 from mpihybrid.errors import CheckpointError
 from mpihybrid.io.h5util import atomic_h5
+from mpihybrid.io.state import Tree
 
 FORMAT_VERSION = 1
 _NAME = re.compile(r"^checkpoint-(\d{9})\.h5$")
 
-Tree = dict[str, Any]  # name ("a/b") -> numpy array, torch tensor, int, float or str
+
+@dataclass
+class State:
+    """What an algorithm checkpoints: ``shared`` is identical on every rank (rank 0 writes it
+    once), ``local`` is this rank's own (shards, virtual clients; the harness adds RNG states)."""
+
+    shared: Tree = field(default_factory=dict)
+    local: Tree = field(default_factory=dict)
+
+
+@dataclass
+class Restored:
+    """A verified checkpoint as one rank reads it: the step it was written after, and the state."""
+
+    path: Path
+    step: int
+    state: State
 
 
 def _contiguous(array: np.ndarray) -> np.ndarray:
@@ -139,12 +156,11 @@ def save_checkpoint(
     step: int,
     algorithm: str,
     config_hash: str,
-    shared: Tree,
-    local: Tree,
+    state: State,
     keep: int = 2,
 ) -> Path:
     """Collective over ``comm``: write checkpoint-<step>.h5 and prune to the newest ``keep``."""
-    local = {**local, **global_rng_state()}
+    local = {**state.local, **global_rng_state()}
     encoded = [(name, *_to_array(v)) for name, v in local.items()]
     layout = [(name, a.dtype.str, a.shape, kind) for name, a, kind in encoded]
     payload = (
@@ -167,7 +183,7 @@ def save_checkpoint(
                 config_hash=config_hash,
                 mpihybrid_version=__version__,
             )
-            _write_tree(f.create_group("shared"), shared)
+            _write_tree(f.create_group("shared"), state.shared)
             offset = 0
             for rank, rank_layout in enumerate(layouts):
                 tree = {}
@@ -201,10 +217,8 @@ def read_info(path: str | Path) -> CheckpointInfo:
         raise CheckpointError(f"checkpoint '{path}' is unreadable (truncated or not a checkpoint): {exc}") from None
 
 
-def load_checkpoint(
-    path: str | Path, *, rank: int, world_size: int, algorithm: str, config_hash: str
-) -> tuple[int, Tree, Tree]:
-    """Verify and read a checkpoint on one rank: (step, shared tree, this rank's local tree).
+def load_checkpoint(path: str | Path, *, rank: int, world_size: int, algorithm: str, config_hash: str) -> Restored:
+    """Verify and read a checkpoint on one rank: the step, the shared tree and this rank's local tree.
 
     Not collective: every rank reads the file itself, so every rank reaches the same verdict
     before any collective.
@@ -228,7 +242,7 @@ def load_checkpoint(
             local = _read_tree(f[f"rank/{rank}"], info.path)
     except (OSError, KeyError) as exc:
         raise CheckpointError(f"checkpoint '{info.path}' is unreadable (truncated or corrupt): {exc}") from None
-    return info.step, shared, local
+    return Restored(info.path, info.step, State(shared, local))
 
 
 def latest_checkpoint(directory: str | Path) -> Path:

@@ -6,7 +6,7 @@ from mpi4py import MPI
 
 from mpihybrid.comm import Comm
 from mpihybrid.errors import CheckpointError
-from mpihybrid.io.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
+from mpihybrid.io.checkpoint import State, latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
 from mpihybrid.io.state import load_optimizer_tree, optimizer_tree
 
 SELF = Comm(MPI.COMM_SELF)
@@ -19,8 +19,7 @@ def save(directory, step, shared=None, local=None, keep=2, config_hash="h1"):
         step=step,
         algorithm="algo",
         config_hash=config_hash,
-        shared=shared or {"w": np.arange(6.0).reshape(2, 3)},
-        local=local or {},
+        state=State(shared or {"w": np.arange(6.0).reshape(2, 3)}, local or {}),
         keep=keep,
     )
 
@@ -41,8 +40,9 @@ def test_round_trip_of_every_leaf_kind(tmp_path):
     }
     local = {"x": np.array([[1, 2]], dtype=np.uint16)}
     path = save(tmp_path, 5, shared, local)
-    step, s, loc = load(path)
-    assert step == 5 and s["name"] == "café" and s["lr"] == 0.5 and s["n"] == 3
+    restored = load(path)
+    step, s, loc = restored.step, restored.state.shared, restored.state.local
+    assert restored.path == path and step == 5 and s["name"] == "café" and s["lr"] == 0.5 and s["n"] == 3
     assert s["a/f32"].dtype == np.float32 and np.array_equal(s["a/f32"], shared["a/f32"])
     assert isinstance(s["t"], torch.Tensor) and torch.equal(s["t"], shared["t"])
     assert s["empty"].shape == (0, 3)
@@ -103,7 +103,7 @@ def test_optimizer_state_round_trip_is_bitwise(tmp_path):
         model(torch.randn(8, 4)).square().sum().backward()
         opt.step()
     path = save(tmp_path, 3, optimizer_tree(opt))
-    _, tree, _ = load(path)
+    tree = load(path).state.shared
     fresh = torch.optim.Adam(model.parameters(), lr=0.1)
     load_optimizer_tree(fresh, tree)
     for a, b in zip(opt.state.values(), fresh.state.values()):
