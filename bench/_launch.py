@@ -37,6 +37,7 @@ def run_job(
         str(config),
         "--out",
         str(out),
+        "--overwrite",
     ]
     if checkpoint is not None:
         cmd += ["--checkpoint", str(checkpoint)]

@@ -35,15 +35,19 @@ def digits_hvp(seed: int = 0):
     """The digits MLP 64-32-10 in float64 at its initialisation, its loss on 512 samples and an HVP."""
     from mpihybrid.config import COMMON_SECTIONS, build_config
     from mpihybrid.data import load_dataset
-    from mpihybrid.models import build_model
-    from mpihybrid.solvers.hvp import FlatLoss, hvp_function
+    from mpihybrid.models import FlatModel, build_model
+    from mpihybrid.solvers.hvp import hvp_function
 
     cfg = build_config({"seed": seed, "model": {"hidden": [32]}}, COMMON_SECTIONS)
     data = load_dataset(cfg.data, seed)
     model = build_model(cfg.model, data.input_shape, data.num_classes, seed).double()
-    loss = FlatLoss(model, torch.from_numpy(data.x_train[:512]).double(), torch.from_numpy(data.y_train[:512]), 1e-4)
-    theta = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
-    return loss, theta, hvp_function(loss)
+    flat = FlatModel(model)
+    x, y = torch.from_numpy(data.x_train[:512]).double(), torch.from_numpy(data.y_train[:512])
+
+    def loss(theta: torch.Tensor) -> torch.Tensor:
+        return flat.loss(theta, x, y, 1e-4)
+
+    return loss, flat.initial(), hvp_function(loss)
 
 
 def exact_vs_lanczos(k: int = 10) -> list[str]:
@@ -77,15 +81,16 @@ def sharded_worker(out: Path) -> None:
     """Under mpiexec: the same Lanczos sharded over COMM_WORLD; rank 0 writes values and vectors."""
     from mpi4py import MPI
 
+    from mpihybrid.blocks import blocks
     from mpihybrid.comm import Comm
-    from mpihybrid.solvers.lanczos import balanced_counts, lanczos
+    from mpihybrid.solvers.lanczos import lanczos
 
     comm = Comm(MPI.COMM_WORLD)
     loss, theta, hvp = digits_hvp()
-    counts = balanced_counts(theta.numel(), comm.size)
-    lo = sum(counts[: comm.rank])
+    split = blocks(theta.numel(), comm.size)
+    counts = split.counts
     r = lanczos(
-        lambda x: hvp(theta, torch.from_numpy(x)).numpy()[lo : lo + counts[comm.rank]],
+        lambda x: hvp(theta, torch.from_numpy(x)).numpy()[split.slice(comm.rank)],
         theta.numel(),
         40,
         10,

@@ -1,27 +1,28 @@
-"""The algorithms `mpihybrid run` knows: name -> module with SECTIONS, validate(), run()."""
+"""The algorithms `mpihybrid run` knows, in one table: name -> the `Algorithm` class."""
 
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
 
 from mpihybrid.config import COMMON_SECTIONS
 
-MODULES = {
-    "dp-adam": "mpihybrid.dp",
-    "fosi": "mpihybrid.admm.fosi",
-    "dho2": "mpihybrid.admm.dho2",
-    "decomfl": "mpihybrid.fl.decomfl",
-    "fedavg": "mpihybrid.fl.fedavg",
-    "fedzo": "mpihybrid.fl.fedzo",
-    "fedacnnl": "mpihybrid.fl.fedacnnl",
-    "pfedacnnl": "mpihybrid.fl.pfedacnnl",
+ALGORITHMS = {
+    "dp-adam": "mpihybrid.dp:DataParallel",
+    "fosi": "mpihybrid.admm.modes:FOSI",
+    "dho2": "mpihybrid.admm.modes:DHO2",
+    "decomfl": "mpihybrid.fl.decomfl:DeComFL",
+    "fedavg": "mpihybrid.fl.fedavg:FedAvg",
+    "fedzo": "mpihybrid.fl.fedzo:FedZO",
+    "fedacnnl": "mpihybrid.fl.fedacnnl:FedACnnL",
+    "pfedacnnl": "mpihybrid.fl.pfedacnnl:PFedACnnL",
 }
 
 
-def load(name: str) -> ModuleType:
-    return importlib.import_module(MODULES[name])
+def load(name: str) -> type:
+    """The `Algorithm` subclass of ``name`` (imported on demand: the CLI starts without torch)."""
+    module, cls = ALGORITHMS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
 
 
-def sections(module: ModuleType) -> dict[str, type]:
-    return {**COMMON_SECTIONS, **module.SECTIONS}
+def sections(algorithm: type) -> dict[str, type]:
+    return {**COMMON_SECTIONS, **algorithm.sections}

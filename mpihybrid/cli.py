@@ -1,7 +1,8 @@
 """The `mpihybrid` command: run an algorithm, describe the MPI job, analyse results files.
 
     mpiexec -n N mpihybrid run ALGO --config FILE.toml [--set k=v ...] --out RESULTS.h5
-                                    [--checkpoint DIR] [--resume] [--expect-ranks N] [--log-dir DIR]
+                                    [--checkpoint DIR] [--resume] [--overwrite] [--expect-ranks N]
+                                    [--log-dir DIR]
     mpiexec -n N mpihybrid info [--expect-ranks N]
     mpihybrid analyze RESULTS.h5 [...] [--format markdown|csv] [--target M>=V] [--baseline F] [--plots DIR]
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
+from pathlib import Path
 
 from mpi4py import MPI
 
@@ -22,13 +24,13 @@ from mpihybrid.errors import EXIT_DIVERGED, EXIT_USAGE, UsageError
 
 
 def _parser() -> argparse.ArgumentParser:
-    from mpihybrid.algorithms import MODULES
+    from mpihybrid.algorithms import ALGORITHMS
 
     p = argparse.ArgumentParser(prog="mpihybrid", description=__doc__.split("\n\n")[0])
     p.add_argument("--version", action="version", version=f"mpihybrid {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run an algorithm as an MPI job")
-    r.add_argument("algorithm", choices=sorted(MODULES))
+    r.add_argument("algorithm", choices=sorted(ALGORITHMS))
     r.add_argument("--config", required=True, help="TOML config file")
     r.add_argument(
         "--set",
@@ -41,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True, help="results file (HDF5), written by rank 0")
     r.add_argument("--checkpoint", help="checkpoint directory")
     r.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --checkpoint")
+    r.add_argument("--overwrite", action="store_true", help="replace the results file --out if it exists")
     r.add_argument("--expect-ranks", type=int, help="fail unless the job has this many ranks")
     r.add_argument("--log-dir", help="also write each rank's output to LOG_DIR/rank-<r>.log")
     i = sub.add_parser("info", help="print rank, size, host, MPI library and versions")
@@ -109,12 +112,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         tee_to_rank_log(args.log_dir, world.rank)
     # Everything a user can get wrong is checked on every rank before any collective.
-    message, config, resumed, module = None, None, None, None
+    message, config, resumed, algorithm = None, None, None, None
     try:
         check_world_size(world.size, args.expect_ranks)
-        module = algorithms.load(args.algorithm)
-        config = build_config(apply_overrides(read_toml(args.config), args.overrides), algorithms.sections(module))
-        module.validate(config, world.size)
+        algorithm = algorithms.load(args.algorithm)
+        config = build_config(apply_overrides(read_toml(args.config), args.overrides), algorithms.sections(algorithm))
+        algorithm.validate(config, world.size)
+        if world.rank == 0 and Path(args.out).exists() and not (args.resume or args.overwrite):
+            raise ConfigError("--out", f"'{args.out}' holds a previous run's results; pass --overwrite to replace it")
         if args.resume:
             if not args.checkpoint:
                 raise ConfigError("--resume", "needs --checkpoint DIR")
@@ -148,7 +153,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         with abort_on_error(MPI.COMM_WORLD):
             try:
-                module.run(run)
+                run.set_threads()
+                algorithm.create(run).train()
             except UsageError:
                 raise
             except Diverged as exc:

@@ -1,8 +1,7 @@
 """What every algorithm gets from the harness: the world, the validated config, the results
-file, checkpoints and resume, divergence checks, progress and the end-of-run summary.
+file, checkpoints and resume, fault injection, progress and the end-of-run summary.
 
-An algorithm module exposes ``SECTIONS`` (its config sections beyond the common ones),
-``validate(config, world_size)`` (cross-key checks, before any collective) and ``run(run)``.
+The step loop itself is written once, in `mpihybrid.algorithm.Algorithm.train`.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import torch
 from mpi4py import MPI
@@ -26,10 +24,16 @@ from mpihybrid.io.checkpoint import Restored, State, list_checkpoints, save_chec
 from mpihybrid.io.results import STATUS_COMPLETED, STATUS_FAILED, RunResults
 
 FAULT_ENV = "MPIHYBRID_FAULT"  # "RANK:STEP": raise on that rank at that step (tests the abort path)
+SHOWN = {"train_loss": "loss", "test_accuracy": "acc", "condition_number": "cond"}  # progress line: metric -> label
 
 
 class Diverged(Exception):
     """The training loss became NaN or infinite; every rank sees the same reduced loss."""
+
+
+def check_finite(loss: float, step: int) -> None:
+    if not math.isfinite(loss):
+        raise Diverged(f"training diverged at step {step}: loss = {loss}")
 
 
 def cores_per_rank(world: Comm) -> int:
@@ -68,10 +72,9 @@ class Run:
         self._t0 = time.perf_counter()
         self._bar: tqdm | None = None
 
-    # -- setup ---------------------------------------------------------------------------
     def set_threads(self) -> int:
-        """Torch and BLAS (numpy/scipy/sklearn) threads per rank; oversubscribed BLAS threads
-        spinning beside a busy-polling MPI rank cost more than they give."""
+        """Collective: torch and BLAS (numpy/scipy/sklearn) threads per rank; oversubscribed BLAS
+        threads spinning beside a busy-polling MPI rank cost more than they give."""
         threads = self.config.train.threads or cores_per_rank(self.world)
         torch.set_num_threads(threads)
         threadpool_limits(limits=threads)
@@ -84,12 +87,11 @@ class Run:
     def elapsed(self) -> float:
         return time.perf_counter() - self._t0
 
-    # -- progress ------------------------------------------------------------------------
-    def progress(self, step: int, total: int, **shown: float) -> None:
+    def progress(self, step: int, total: int, row: dict[str, float]) -> None:
         """Rank 0: a tqdm bar on a terminal; in batch logs, one line per call."""
         if not self.is_root:
             return
-        text = " ".join(f"{k}={v:.4g}" for k, v in shown.items())
+        text = " ".join(f"{label}={row[name]:.4g}" for name, label in SHOWN.items() if name in row)
         if sys.stderr.isatty():
             if self._bar is None:
                 self._bar = tqdm(total=total, initial=self.start_step, unit="step", dynamic_ncols=True)
@@ -98,7 +100,6 @@ class Run:
         else:
             print(f"[{self.algorithm}] step {step}/{total} {text} ({self.elapsed():.1f}s)", flush=True)
 
-    # -- checks --------------------------------------------------------------------------
     @staticmethod
     def _parse_fault() -> tuple[int, int] | None:
         raw = os.environ.get(FAULT_ENV, "")
@@ -107,24 +108,18 @@ class Run:
         rank, step = raw.split(":")
         return int(rank), int(step)
 
-    def step_hook(self, step: int) -> None:
-        """Called once per step: raises the injected fault of $MPIHYBRID_FAULT, if any."""
+    def inject_fault(self, step: int) -> None:
+        """Raise the fault $MPIHYBRID_FAULT asks for at this rank and step, if any."""
         if self._fault == (self.world.rank, step):
             raise RuntimeError(f"injected fault ({FAULT_ENV}) on rank {self.world.rank} at step {step}")
 
-    @staticmethod
-    def check_finite(loss: float, step: int) -> None:
-        if not math.isfinite(loss):
-            raise Diverged(f"training diverged at step {step}: loss = {loss}")
-
-    # -- checkpoints ---------------------------------------------------------------------
     def checkpoint_due(self, step: int, total: int) -> bool:
         if self.checkpoint_dir is None:
             return False
         every = self.config.checkpoint.every
         return step == total or (every > 0 and step % every == 0)
 
-    def save(self, step: int, shared: dict[str, Any], local: dict[str, Any]) -> None:
+    def save(self, step: int, state: State) -> None:
         """Collective: checkpoint the algorithm's state plus the metrics history so far."""
         self.last_checkpoint = save_checkpoint(
             self.checkpoint_dir,
@@ -132,12 +127,11 @@ class Run:
             step=step,
             algorithm=self.algorithm,
             config_hash=self.config.hash(),
-            state=State({**shared, **self.results.state()}, local),
+            state=State({**state.shared, **self.results.state()}, state.local),
             keep=self.config.checkpoint.keep,
         )
         self.results.flush()
 
-    # -- the end -------------------------------------------------------------------------
     def finish(
         self,
         params: Iterable[torch.Tensor],

@@ -1,1 +1,2 @@
-"""DHO2's ADMM-like rule and the FOSI/DHO2 trainer (``mpihybrid run fosi|dho2``)."""
+"""FOSI and DHO2: the update side, the curvature side, their hand-off, the sync and overlap
+modes, and DHO2's ADMM-like rule."""

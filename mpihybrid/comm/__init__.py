@@ -3,7 +3,7 @@
 from mpihybrid.comm.accounting import CommStats, Totals
 from mpihybrid.comm.communicator import Comm
 from mpihybrid.comm.failure import abort_on_error, check_world_size
-from mpihybrid.comm.topology import PlanError, Topology, assign_clients, resolve_plan
+from mpihybrid.comm.topology import PlanError, Topology, resolve_plan
 
 __all__ = [
     "Comm",
@@ -11,7 +11,6 @@ __all__ = [
     "Totals",
     "Topology",
     "PlanError",
-    "assign_clients",
     "resolve_plan",
     "abort_on_error",
     "check_world_size",

@@ -1,4 +1,4 @@
-"""Role plans: the world split into named groups of ranks, and virtual clients spread over ranks.
+"""Role plans: the world split into named groups of ranks.
 
 A plan maps a role to a rank count (``{"update": 3, "curvature": 1}``), a fraction of the world
 (``{"update": 0.75, "curvature": 0.25}``, kfac-style) or an explicit rank list (Horovod-style
@@ -72,19 +72,6 @@ def _fractions_to_counts(fractions: Mapping[str, float], size: int) -> dict[str,
     while sum(counts.values()) > size:
         counts[max(counts, key=counts.get)] -= 1
     return counts
-
-
-def assign_clients(num_clients: int, size: int) -> list[range]:
-    """Spread virtual clients 0..num_clients-1 over ``size`` ranks in balanced contiguous blocks."""
-    if num_clients < 1:
-        raise PlanError(f"need at least one client, got {num_clients}")
-    base, extra = divmod(num_clients, size)
-    blocks, start = [], 0
-    for r in range(size):
-        n = base + (1 if r < extra else 0)
-        blocks.append(range(start, start + n))
-        start += n
-    return blocks
 
 
 class Topology:

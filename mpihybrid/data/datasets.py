@@ -172,6 +172,7 @@ def _arrays_file(cfg: DataConfig, seed: int, arrays: dict[str, np.ndarray]) -> D
     for key in ("x_train", "y_train"):
         if key not in arrays:
             raise ConfigError("data.path", f"'{cfg.path}' has no array '{key}' (found: {', '.join(arrays)})")
+    check_arrays({k: arrays[k] for k in ("x_train", "y_train", "x_test", "y_test") if k in arrays}, None, cfg)
     x, y = arrays["x_train"].astype(np.float32), arrays["y_train"].astype(np.int64)
     if x.ndim == 2:
         x = x[:, None]
@@ -180,7 +181,7 @@ def _arrays_file(cfg: DataConfig, seed: int, arrays: dict[str, np.ndarray]) -> D
         parts = (x, y, xte[:, None] if xte.ndim == 2 else xte, yte)
     else:
         parts = _split(x, y, cfg.test_fraction, seed)
-    return Dataset(*parts, num_classes=int(max(parts[1].max(), parts[3].max())) + 1)
+    return Dataset(*parts, num_classes=max(int(max(parts[1].max(), parts[3].max())) + 1, 1))
 
 
 def npz(cfg: DataConfig, seed: int) -> Dataset:
@@ -208,9 +209,30 @@ LOADERS = {
 }
 
 
+def check_arrays(arrays: dict[str, np.ndarray], num_classes: int | None, cfg: DataConfig) -> None:
+    """Bad data is bad input: name the array and its first bad index, before any training.
+    Inputs must be finite; labels integers in [0, num_classes) (only >= 0 when num_classes is None)."""
+    source = f"'{cfg.path}'" if cfg.path else f"data set '{cfg.name}'"
+    key = "data.path" if cfg.path else "data.name"
+    for name, a in arrays.items():
+        if name.startswith("x"):
+            bad = np.argwhere(~np.isfinite(a))
+            if len(bad):
+                index = tuple(int(i) for i in bad[0])
+                raise ConfigError(key, f"{source}: {name}{list(index)} is {a[index]} (not finite)")
+            continue
+        high = np.inf if num_classes is None else num_classes
+        bad = np.flatnonzero((a < 0) | (a >= high) | (a != np.round(a)))
+        if len(bad):
+            allowed = "an integer >= 0" if num_classes is None else f"a class label in [0, {num_classes})"
+            raise ConfigError(key, f"{source}: {name}[{bad[0]}] = {a[bad[0]]} is not {allowed}")
+
+
 def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
-    """Load ``cfg.name`` and standardize it with training statistics if asked."""
+    """Load ``cfg.name``, check it, and standardize it with training statistics if asked."""
     data = LOADERS[cfg.name](cfg, seed)
+    arrays = {name: getattr(data, name) for name in ("x_train", "y_train", "x_test", "y_test")}
+    check_arrays(arrays, data.num_classes, cfg)
     if cfg.standardize:
         mean = data.x_train.mean(axis=0, keepdims=True)
         std = data.x_train.std(axis=0, keepdims=True) + 1e-6

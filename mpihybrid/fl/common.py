@@ -1,5 +1,5 @@
 """What the federated algorithms share: config sections, virtual clients on ranks, client
-sampling, derived client batches, a flat-vector view of the model, server-side evaluation.
+sampling, derived client batches, server-side evaluation, and the round step.
 
 Rounds are ``train.steps``; ``train.batch_size`` is a client's batch per local step;
 ``train.lr``, ``train.momentum`` and ``train.weight_decay`` set the update rule.
@@ -8,20 +8,19 @@ Rounds are ``train.steps``; ``train.batch_size`` is a client's batch per local s
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
-from torch import nn
-from torch.func import functional_call
 
-from mpihybrid.comm import assign_clients
+from mpihybrid.algorithm import Algorithm
+from mpihybrid.blocks import blocks
 from mpihybrid.config import Config, ConfigError, require
 from mpihybrid.data import Dataset, load_dataset, partition
-from mpihybrid.harness import Diverged, Run
-from mpihybrid.models import build_model, evaluation_sums
+from mpihybrid.harness import Run
+from mpihybrid.models import FlatModel, build_model, evaluation_sums
 from mpihybrid.seeding import numpy_rng
 from mpihybrid.solvers.zeroth_order import SGDRule, finite_differences
 
@@ -75,35 +74,6 @@ def learning_rate(config: Config, round_: int) -> float:
     return lr
 
 
-class FlatModel:
-    """A model evaluated at a flat float32 parameter vector (torch.func, no in-place edits)."""
-
-    def __init__(self, model: nn.Module):
-        self.model = model
-        self.names = [n for n, _ in model.named_parameters()]
-        self.shapes = [p.shape for p in model.parameters()]
-        self.sizes = [p.numel() for p in model.parameters()]
-        self.d = sum(self.sizes)
-
-    def initial(self) -> torch.Tensor:
-        return torch.cat([p.detach().reshape(-1) for p in self.model.parameters()]).clone()
-
-    def params(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {n: t.view(s) for n, t, s in zip(self.names, torch.split(x, self.sizes), self.shapes)}
-
-    @torch.no_grad()
-    def loss(self, x: torch.Tensor, xb: torch.Tensor, yb: torch.Tensor) -> float:
-        return float(nn.functional.cross_entropy(functional_call(self.model, self.params(x), (xb,)), yb))
-
-    def tensors(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return list(torch.split(x, self.sizes))
-
-    @torch.no_grad()
-    def load_into_model(self, x: torch.Tensor) -> nn.Module:
-        torch.nn.utils.vector_to_parameters(x, self.model.parameters())
-        return self.model
-
-
 class Federation:
     """The data, clients and model of one federated run, as seen from this rank."""
 
@@ -123,10 +93,11 @@ class Federation:
         empty = [k for k, idx in enumerate(self.client_indices) if len(idx) == 0]
         if empty:
             raise ConfigError(
-                "data.partition", f"clients {empty[:5]} received no samples; use fewer clients or a larger data.alpha"
+                "data.partition",
+                f"clients {empty[:5]} received no samples; use fewer clients or a larger data.alpha",
             )
         self.sizes = np.array([len(i) for i in self.client_indices])
-        self.mine = list(assign_clients(cfg.fl.clients, self.world.size)[self.world.rank])
+        self.mine = list(blocks(cfg.fl.clients, self.world.size).range(self.world.rank))
         self.x_train, self.y_train = torch.from_numpy(self.data.x_train), torch.from_numpy(self.data.y_train)
         self.flat = FlatModel(build_model(cfg.model, self.data.input_shape, self.data.num_classes, cfg.seed))
 
@@ -142,7 +113,7 @@ class Federation:
         return self.x_train[sel], self.y_train[sel]
 
     def evaluate(self, x: torch.Tensor) -> dict[str, float]:
-        """Rank 0: the global model's test loss/accuracy and its loss on the whole training set."""
+        """The global model's test loss/accuracy and its loss on the whole training set."""
         model = self.flat.load_into_model(x)
         model.eval()
         tl, tc, tn = evaluation_sums(model, torch.from_numpy(self.data.x_test), torch.from_numpy(self.data.y_test))
@@ -150,6 +121,7 @@ class Federation:
         return {"train_loss": rl / rn, "test_loss": tl / tn, "test_accuracy": tc / tn}
 
 
+@torch.no_grad()
 def zo_local_steps(
     fed: Federation,
     rule: SGDRule,
@@ -170,40 +142,45 @@ def zo_local_steps(
     for j in range(fed.config.fl.local_steps):
         xb, yb = fed.batch(client, round_, j)
         dirs = directions(j)
-        scalars[j], _ = finite_differences(lambda v, xb=xb, yb=yb: fed.flat.loss(v, xb, yb), x, dirs, z.mu, z.estimator)
+
+        def loss(v: torch.Tensor, xb: torch.Tensor = xb, yb: torch.Tensor = yb) -> float:
+            return float(fed.flat.loss(v, xb, yb))
+
+        scalars[j], _ = finite_differences(loss, x, dirs, z.mu, z.estimator)
         rule.step(x, buf, scalars[j], dirs, lr)
     return scalars
 
 
-def run_rounds(
-    run: Run,
-    fed: Federation,
-    play_round: Callable[[int], dict[str, float]],
-    global_model: Callable[[], torch.Tensor],
-    checkpoint_state: Callable[[], tuple[dict[str, Any], dict[str, Any]]],
-) -> str:
-    """The round loop every federated algorithm shares: bytes measured per round, evaluation
-    of the global model on rank 0, metrics, checkpoints. Returns the divergence message, or ""."""
-    rounds, every = run.config.train.steps, run.config.train.eval_every
-    try:
-        for r in range(run.start_step, rounds):
-            step = r + 1
-            run.step_hook(step)
-            before = fed.world.stats.total(phase="round")
-            extra = play_round(r)
-            moved = fed.world.stats.total(phase="round") - before
-            row = {
-                "wall_time": run.elapsed(),
-                "uplink_bytes": moved.sent_bytes,
-                "downlink_bytes": moved.received_bytes,
-                **extra,
-            }
-            if run.is_root and (step % every == 0 or step == rounds):
-                row.update(fed.evaluate(global_model()))
-                run.progress(step, rounds, loss=row["train_loss"], acc=row["test_accuracy"])
-            run.results.log(step, **row)
-            if run.checkpoint_due(step, rounds):
-                run.save(step, *checkpoint_state())
-    except Diverged as exc:
-        return str(exc)
-    return ""
+class FederatedRounds(Algorithm):
+    """DeComFL, FedAvg and FedZO: a step is a round. The bytes a round moves are measured (the
+    collectives under the "round" label), and rank 0 evaluates the global model."""
+
+    sections = {"fl": FLConfig}
+
+    @classmethod
+    def validate(cls, config: Config, world_size: int) -> None:
+        validate_federation(config, world_size)
+
+    def __init__(self, run: Run):
+        super().__init__(run)
+        self.fed = Federation(run)
+
+    def play_round(self, round_: int) -> dict[str, float]:
+        """Collective: round ``round_`` (0-based); returns extra metrics."""
+        raise NotImplementedError
+
+    def global_model(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def step(self, step: int) -> dict[str, float]:
+        stats = self.run.world.stats
+        before = stats.total(phase="round")
+        extra = self.play_round(step - 1)
+        moved = stats.total(phase="round") - before
+        return {"uplink_bytes": moved.sent_bytes, "downlink_bytes": moved.received_bytes, **extra}
+
+    def evaluate(self) -> dict[str, float]:
+        return self.fed.evaluate(self.global_model()) if self.run.is_root else {}
+
+    def parameters(self) -> Iterable[torch.Tensor]:
+        return self.fed.flat.tensors(self.global_model())

@@ -20,31 +20,19 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mpihybrid.config import Config
-from mpihybrid.fl.common import (
-    Federation,
-    FLConfig,
-    ZOConfig,
-    learning_rate,
-    run_rounds,
-    validate_federation,
-    zo_local_steps,
-)
+from mpihybrid.fl.common import FederatedRounds, ZOConfig, learning_rate, zo_local_steps
 from mpihybrid.harness import Diverged, Run
+from mpihybrid.io.checkpoint import State
 from mpihybrid.io.results import param_sha256
 from mpihybrid.solvers.zeroth_order import SGDRule, direction
 
-SECTIONS = {"fl": FLConfig, "zo": ZOConfig}
 
+class DeComFL(FederatedRounds):
+    sections = {**FederatedRounds.sections, "zo": ZOConfig}
 
-def validate(config: Config, world_size: int) -> None:
-    validate_federation(config, world_size)
-
-
-class DeComFL:
-    def __init__(self, fed: Federation):
-        cfg = fed.config
-        self.fed, self.cfg = fed, cfg
+    def __init__(self, run: Run):
+        super().__init__(run)
+        fed, cfg = self.fed, run.config
         self.rule = SGDRule(cfg.train.momentum, cfg.train.weight_decay)
         self.K, self.P = cfg.fl.local_steps, cfg.zo.perturbations
         x0 = fed.flat.initial()
@@ -56,14 +44,15 @@ class DeComFL:
         self.replayed = 0
 
     def directions(self, round_: int, step: int) -> list[torch.Tensor]:
-        z = self.cfg.zo
+        z = self.config.zo
         return [
-            direction(self.fed.flat.d, self.cfg.seed, ("decomfl", round_, step, p), z.direction) for p in range(self.P)
+            direction(self.fed.flat.d, self.config.seed, ("decomfl", round_, step, p), z.direction)
+            for p in range(self.P)
         ]
 
     def apply_round(self, state: tuple[torch.Tensor, torch.Tensor], round_: int, gbar: torch.Tensor) -> None:
         x, buf = state
-        lr = learning_rate(self.cfg, round_)
+        lr = learning_rate(self.config, round_)
         for j in range(self.K):
             self.rule.step(x, buf, gbar[j], self.directions(round_, j), lr)
 
@@ -81,7 +70,7 @@ class DeComFL:
             self.fed, self.rule, client, round_, x.clone(), buf.clone(), lambda j: self.directions(round_, j)
         )
 
-    def round(self, round_: int) -> None:
+    def play_round(self, round_: int) -> dict[str, float]:
         fed = self.fed
         total = torch.zeros(self.K, self.P, dtype=torch.float32)
         for k in fed.sampled(round_):
@@ -91,7 +80,7 @@ class DeComFL:
                 self.synced[k] = round_
         with fed.world.stats.label("round"):
             fed.world.Allreduce(total)
-        gbar = total / self.cfg.fl.sampled
+        gbar = total / self.config.fl.sampled
         if not torch.isfinite(gbar).all():
             raise Diverged(f"training diverged in round {round_ + 1}: non-finite ZO scalars")
         self.history[round_] = gbar
@@ -100,6 +89,10 @@ class DeComFL:
         stalest = self.synced.min()
         for r in [r for r in self.history if r < stalest]:
             del self.history[r]
+        return {"history_length": len(self.history)}
+
+    def global_model(self) -> torch.Tensor:
+        return self.server[0]
 
     def catch_up_all(self, rounds: int) -> torch.Tensor:
         """Bring every client on this rank to the final global model; check they agree bitwise."""
@@ -113,53 +106,40 @@ class DeComFL:
             )
         return models[0]
 
-    # -- checkpoint state ----------------------------------------------------------------
-    def shared_state(self) -> dict:
+    def close(self, error: str) -> None:
+        # After a divergence the snapshots are hashed as they are; the results file says "failed".
+        self.final = next(iter(self.snapshots.values()))[0] if error else self.catch_up_all(self.total_steps)
+
+    def parameters(self) -> list[torch.Tensor]:
+        return self.fed.flat.tensors(self.final)
+
+    def memory(self) -> dict[str, int]:
+        return {"client_state_bytes": sum(x.nbytes + b.nbytes for x, b in self.snapshots.values())}
+
+    def counters(self) -> dict[str, float]:
+        return {"replayed_rounds": self.replayed}
+
+    def state(self) -> State:
         rounds = sorted(self.history)
-        return {
+        shared = {
             "synced": self.synced.copy(),
             "history/rounds": np.array(rounds, dtype=np.int64),
             "history/gbar": torch.stack([self.history[r] for r in rounds])
             if rounds
             else torch.zeros(0, self.K, self.P),
         }
-
-    def local_state(self) -> dict:
-        tree = {"replayed": self.replayed}
+        local = {"replayed": self.replayed}
         for k, (x, buf) in self.snapshots.items():
-            tree[f"client/{k}/x"], tree[f"client/{k}/buf"] = x, buf
+            local[f"client/{k}/x"], local[f"client/{k}/buf"] = x, buf
         if self.server is not None:
-            tree["server/x"], tree["server/buf"] = self.server
-        return tree
+            local["server/x"], local["server/buf"] = self.server
+        return State(shared, local)
 
-    def load(self, shared: dict, local: dict) -> None:
+    def load_state(self, state: State) -> None:
+        shared, local = state.shared, state.local
         self.synced = np.asarray(shared["synced"]).copy()
         self.history = {int(r): g.clone() for r, g in zip(shared["history/rounds"], shared["history/gbar"])}
         self.replayed = int(local["replayed"])
         self.snapshots = {k: (local[f"client/{k}/x"].clone(), local[f"client/{k}/buf"].clone()) for k in self.fed.mine}
         if self.server is not None:
             self.server = (local["server/x"].clone(), local["server/buf"].clone())
-
-
-def run(run: Run) -> None:
-    fed = Federation(run)
-    algo = DeComFL(fed)
-    if run.resumed is not None:
-        algo.load(run.resumed.state.shared, run.resumed.state.local)
-    run.set_threads()
-
-    def play(round_: int) -> dict[str, float]:
-        algo.round(round_)
-        return {"history_length": len(algo.history)}
-
-    error = run_rounds(run, fed, play, lambda: algo.server[0], lambda: (algo.shared_state(), algo.local_state()))
-    # After a divergence the snapshots are hashed as they are; the results file says "failed".
-    final = next(iter(algo.snapshots.values()))[0] if error else algo.catch_up_all(run.config.train.steps)
-    run.finish(
-        fed.flat.tensors(final),
-        memory={"client_state_bytes": sum(x.nbytes + b.nbytes for x, b in algo.snapshots.values())},
-        per_rank={"replayed_rounds": algo.replayed},
-        error=error,
-    )
-    if error:
-        raise Diverged(error)

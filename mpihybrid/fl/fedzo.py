@@ -6,40 +6,19 @@ from __future__ import annotations
 
 import torch
 
-from mpihybrid.config import Config
-from mpihybrid.fl.common import Federation, FLConfig, ZOConfig, validate_federation, zo_local_steps
-from mpihybrid.fl.fedavg import LocalUpdate, run_averaging
-from mpihybrid.harness import Run
-from mpihybrid.solvers.zeroth_order import SGDRule, direction
-
-SECTIONS = {"fl": FLConfig, "zo": ZOConfig}
+from mpihybrid.fl.common import ZOConfig, zo_local_steps
+from mpihybrid.fl.fedavg import FedAvg
+from mpihybrid.solvers.zeroth_order import direction
 
 
-def validate(config: Config, world_size: int) -> None:
-    validate_federation(config, world_size)
+class FedZO(FedAvg):
+    sections = {**FedAvg.sections, "zo": ZOConfig}
 
+    def local_update(self, client: int, round_: int, x: torch.Tensor) -> torch.Tensor:
+        d, z, seed = self.fed.flat.d, self.config.zo, self.config.seed
 
-def zo_update(fed: Federation) -> LocalUpdate:
-    cfg, z = fed.config, fed.config.zo
-    rule = SGDRule(cfg.train.momentum, cfg.train.weight_decay)
+        def directions(j: int) -> list[torch.Tensor]:
+            return [direction(d, seed, ("fedzo", round_, client, j, p), z.direction) for p in range(z.perturbations)]
 
-    def update(client: int, round_: int, x: torch.Tensor) -> torch.Tensor:
-        zo_local_steps(
-            fed,
-            rule,
-            client,
-            round_,
-            x,
-            torch.zeros_like(x),
-            lambda j: [
-                direction(fed.flat.d, cfg.seed, ("fedzo", round_, client, j, p), z.direction)
-                for p in range(z.perturbations)
-            ],
-        )
+        zo_local_steps(self.fed, self.rule, client, round_, x, torch.zeros_like(x), directions)
         return x
-
-    return update
-
-
-def run(run: Run) -> None:
-    run_averaging(run, zo_update)

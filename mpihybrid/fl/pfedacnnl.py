@@ -1,5 +1,5 @@
 """pFedACnnL: cluster the clients, fit one FedACnnL model per group, personalise analytically
-(spec fedacnnl.md §3.2, INFERRED).
+(arXiv 2502.06915; docs/fedacnnl.md).
 
 1. Every client computes a grouping statistic (``pfl.grouping``): its label histogram (the
    default, cheap and leaking little), its local ridge classifier on the raw inputs, or its
@@ -31,22 +31,19 @@ from sklearn.cluster import KMeans
 
 from mpihybrid.comm import Comm
 from mpihybrid.config import Config, require
-from mpihybrid.fl.acnnl import ACnnLConfig, Network
 from mpihybrid.fl.common import Federation
 from mpihybrid.fl.fedacnnl import (
-    AnalyticFLConfig,
-    Client,
-    LayerReport,
-    LayerwiseFit,
+    FedACnnL,
     client_accuracies,
     client_accuracy_sums,
-    local_clients,
-    run_layers,
     saved_weights,
-    stream,
+    weights_tree,
 )
-from mpihybrid.fl.fedacnnl import validate as validate_fedacnnl
+from mpihybrid.fl.layerwise import Client, LayerReport, LayerwiseFit, stream
 from mpihybrid.harness import Run
+from mpihybrid.io.checkpoint import State
+from mpihybrid.io.state import nest, subtree
+from mpihybrid.models.acnnl import ACnnLConfig, Network
 from mpihybrid.seeding import derive_seed
 from mpihybrid.solvers.least_squares import GramAccumulator, ridge_scale, ridge_solve
 
@@ -61,18 +58,6 @@ class PFLConfig:
     def check(self) -> None:
         require(self.groups >= 1, "pfl.groups", f"must be >= 1, got {self.groups}")
         require(self.lam > 0, "pfl.lam", f"must be > 0, got {self.lam}")
-
-
-SECTIONS = {"fl": AnalyticFLConfig, "acnnl": ACnnLConfig, "pfl": PFLConfig}
-
-
-def validate(config: Config, world_size: int) -> None:
-    validate_fedacnnl(config, world_size)
-    require(
-        config.pfl.groups <= config.fl.clients,
-        "pfl.groups",
-        f"{config.pfl.groups} groups for {config.fl.clients} clients; use at most one group per client",
-    )
 
 
 def grouping_statistic(kind: str, client: Client, num_classes: int) -> np.ndarray:
@@ -139,67 +124,67 @@ def group_fits(
         members = [c for c in clients if groups[c.index] == g]
         sub = world.Split(0 if members else MPI.UNDEFINED, key=world.rank)
         if sub is not None:
-            fits[g] = LayerwiseFit(net, sub, members, config, warn_privacy=False)  # the global fit warned
+            fits[g] = LayerwiseFit(net, sub, members, config)
     return fits
 
 
-def run(run: Run) -> None:
-    cfg = run.config
-    fed = Federation(run)
-    run.set_threads()
-    net = Network(cfg, fed.data.input_shape, fed.data.num_classes)
-    clients = local_clients(fed)
-    groups = assign_groups(run.world, fed, clients, fed.data.num_classes)
-    global_fit = LayerwiseFit(net, run.world, clients, cfg.acnnl)
-    fits = group_fits(run.world, net, clients, groups, cfg.acnnl)
-    if run.resumed is not None:
-        global_fit.restore(saved_weights(run.resumed.state.shared, "weights/", run.start_step))
-        for g, fit in fits.items():
-            fit.restore(saved_weights(run.resumed.state.local, f"group{g}/", run.start_step))
+class PFedACnnL(FedACnnL):
+    sections = {**FedACnnL.sections, "pfl": PFLConfig}
 
-    def fit_layer(index: int) -> LayerReport:
-        report = global_fit.fit_layer(index)
-        for g in sorted(fits):
-            fits[g].fit_layer(index)
+    @classmethod
+    def validate(cls, config: Config, world_size: int) -> None:
+        super().validate(config, world_size)
+        require(
+            config.pfl.groups <= config.fl.clients,
+            "pfl.groups",
+            f"{config.pfl.groups} groups for {config.fl.clients} clients; use at most one group per client",
+        )
+
+    def __init__(self, run: Run):
+        super().__init__(run)
+        self.groups = assign_groups(run.world, self.fed, self.clients, self.fed.data.num_classes)
+        self.fits = group_fits(run.world, self.net, self.clients, self.groups, run.config.acnnl)
+
+    def fit_layer(self, index: int) -> LayerReport:
+        report = self.fit.fit_layer(index)
+        for g in sorted(self.fits):
+            self.fits[g].fit_layer(index)
         return report
 
-    run_layers(
-        run,
-        len(net),
-        fit_layer,
-        lambda: evaluate(run, fed, net, clients, groups, global_fit, fits),
-        lambda: (
-            {f"weights/{i}": W for i, W in enumerate(global_fit.weights)},
-            {f"group{g}/{i}": W for g, fit in fits.items() for i, W in enumerate(fit.weights)},
-        ),
-    )
-    run.finish(global_fit.weights, per_rank={"groups_hosted": float(len(fits))})
+    def state(self) -> State:
+        groups = {f"group{g}": weights_tree(fit.weights) for g, fit in self.fits.items()}
+        return State(super().state().shared, {k: v for g, tree in groups.items() for k, v in nest(g, tree).items()})
 
+    def load_state(self, state: State) -> None:
+        super().load_state(state)
+        for g, fit in self.fits.items():
+            fit.restore(saved_weights(subtree(state.local, f"group{g}"), self.run.start_step))
 
-def evaluate(
-    run: Run,
-    fed: Federation,
-    net: Network,
-    clients: list[Client],
-    groups: np.ndarray,
-    global_fit: LayerwiseFit,
-    fits: dict[int, LayerwiseFit],
-) -> dict[str, float]:
-    """Mean local test accuracy over clients: personalised, group and global models."""
-    row = {"groups": float(len(np.unique(groups)))}
-    if run.is_root:
-        correct, count = net.accuracy_counts(
-            torch.from_numpy(fed.data.x_test), torch.from_numpy(fed.data.y_test), global_fit.weights
-        )
-        row["test_accuracy"] = correct / count
-    personal = {c.index: personalize(net, c, fits[groups[c.index]].weights, run.config) for c in clients}
-    for prefix, weights_of in (
-        ("", lambda c: personal[c.index]),
-        ("group_", lambda c: fits[groups[c.index]].weights),
-        ("global_", lambda c: global_fit.weights),
-    ):
-        acc = client_accuracies(run.world, client_accuracy_sums(net, clients, weights_of))
-        if acc:
-            row[f"{prefix}mean_client_accuracy"] = acc["mean"]
-            row[f"{prefix}weighted_client_accuracy"] = acc["weighted"]
-    return row
+    def counters(self) -> dict[str, float]:
+        return {"groups_hosted": float(len(self.fits))}
+
+    def close(self, error: str) -> None:
+        for fit in self.fits.values():
+            fit.comm.Free()
+
+    def evaluate(self) -> dict[str, float]:
+        """Mean local test accuracy over clients: personalised, group and global models."""
+        net, groups, fits, clients = self.net, self.groups, self.fits, self.clients
+        row = {"groups": float(len(np.unique(groups)))}
+        if self.run.is_root:
+            data = self.fed.data
+            correct, count = net.accuracy_counts(
+                torch.from_numpy(data.x_test), torch.from_numpy(data.y_test), self.fit.weights
+            )
+            row["test_accuracy"] = correct / count
+        personal = {c.index: personalize(net, c, fits[groups[c.index]].weights, self.config) for c in clients}
+        for prefix, weights_of in (
+            ("", lambda c: personal[c.index]),
+            ("group_", lambda c: fits[groups[c.index]].weights),
+            ("global_", lambda c: self.fit.weights),
+        ):
+            acc = client_accuracies(self.run.world, client_accuracy_sums(net, clients, weights_of))
+            if acc:
+                row[f"{prefix}mean_client_accuracy"] = acc["mean"]
+                row[f"{prefix}weighted_client_accuracy"] = acc["weighted"]
+        return row

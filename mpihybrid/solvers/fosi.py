@@ -1,5 +1,5 @@
 """FOSI: a base optimizer on the complement of the top curvature directions, Newton steps on
-them (spec dho2_fosi.md §1.3, READ from hsivan/fosi).
+them (FOSI, arXiv 2302.08484, as in its official code; docs/dho2.md).
 
 With V (r×n, orthonormal rows: ℓ bottom then k top Ritz vectors) and η_i = 1/|λ_i|, a step on
 gradient g is
@@ -16,18 +16,17 @@ the base optimizer bit for bit. The momentum m survives curvature refreshes.
 `FOSICore` works on a flat float32 block of the parameters. Sharded, every rank holds its
 block of θ, g, m, V and of the base optimizer's state (ZeRO-1 style); ``reduce`` sums the
 r-length projections over the blocks (an Allreduce), which is all the update communicates.
-`FOSI` is the same rule as a ``torch.optim.Optimizer`` for a model on one process.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
 import torch
 
-from mpihybrid.models import flatten_parameters
+from mpihybrid.solvers.optimizers import make_optimizer
 
 Base = Literal["adam", "heavy-ball", "gd"]
 EIGEN_SHIFT = 1e-12  # η = 1/max(|λ|, shift): a zero eigenvalue must not give an infinite step
@@ -38,12 +37,6 @@ def refresh_due(step: int, warmup: int, every: int) -> bool:
     return step >= warmup and (step - warmup) % every == 0
 
 
-def base_optimizer(kind: Base, params: list[torch.Tensor], lr: float, momentum: float) -> torch.optim.Optimizer:
-    if kind == "adam":
-        return torch.optim.Adam(params, lr=lr)
-    return torch.optim.SGD(params, lr=lr, momentum=momentum if kind == "heavy-ball" else 0.0)
-
-
 class FOSICore:
     """FOSI on one flat float32 parameter block (the whole vector when ``reduce`` is None)."""
 
@@ -51,6 +44,7 @@ class FOSICore:
         self,
         theta: torch.Tensor,
         *,
+        k: int,
         base: Base = "adam",
         lr: float = 1e-3,
         momentum: float = 0.9,
@@ -61,7 +55,8 @@ class FOSICore:
     ):
         self.theta = theta
         self.kind = base
-        self.base = base_optimizer(base, [theta], lr, momentum)
+        self.k = k  # top eigenpairs among the installed ones (the rest are the ℓ bottom ones)
+        self.base = make_optimizer(base, [theta], lr, momentum)
         self.alpha, self.decay = alpha, decay
         self.clip_max = 1.0 if base == "adam" else (3.0 if clip_max is None else clip_max)
         self.reduce = reduce or (lambda t: t)
@@ -71,11 +66,7 @@ class FOSICore:
         self.eta = self.gram = torch.zeros(0)
         self.c = 1.0
 
-    @property
-    def has_curvature(self) -> bool:
-        return self.V is not None
-
-    def set_curvature(self, values: np.ndarray, vectors: np.ndarray, k: int) -> None:
+    def set_curvature(self, values: np.ndarray, vectors: np.ndarray) -> None:
         """Install Ritz pairs (ℓ bottom then k top, ascending) with this rank's block of the vectors."""
         if not np.isfinite(values).all() or not np.isfinite(vectors).all():
             raise FloatingPointError("non-finite eigenpairs; the curvature was not installed")
@@ -84,7 +75,7 @@ class FOSICore:
         self.eta = 1.0 / self.values.abs().clamp_min(EIGEN_SHIFT)
         self.gram = self.reduce(self.V @ self.V.T)  # VVᵀ (≈ I), so V·m updates need no extra reduction
         r = len(self.values)
-        self.c = float(np.clip(float(self.eta[r - k] / self.eta[r - 1]), 1.0, self.clip_max)) if k else 1.0
+        self.c = float(np.clip(float(self.eta[r - self.k] / self.eta[r - 1]), 1.0, self.clip_max)) if self.k else 1.0
 
     @torch.no_grad()
     def step(self, g: torch.Tensor) -> None:
@@ -123,7 +114,7 @@ class FOSICore:
             tree.update(values=self.values.clone(), vectors=self.V.clone(), c=torch.tensor(self.c))
         return tree
 
-    def load_state(self, tree: dict, k: int) -> None:
+    def load_state(self, tree: dict) -> None:
         self.velocity.copy_(torch.as_tensor(tree["velocity"]))
         base = {
             name.split("/", 1)[1]: torch.as_tensor(v).clone() for name, v in tree.items() if name.startswith("base/")
@@ -131,7 +122,7 @@ class FOSICore:
         if base:
             self.base.state[self.theta] = base
         if "vectors" in tree:
-            self.set_curvature(np.asarray(tree["values"]), np.asarray(tree["vectors"]), k)
+            self.set_curvature(np.asarray(tree["values"]), np.asarray(tree["vectors"]))
 
     def state_bytes(self) -> int:
         """Persistent optimizer bytes of this rank: base state, momentum, eigenpairs."""
@@ -139,49 +130,3 @@ class FOSICore:
         if self.V is not None:
             tensors += [self.V, self.values, self.eta, self.gram]
         return sum(t.numel() * t.element_size() for t in tensors)
-
-
-class FOSI(torch.optim.Optimizer):
-    """FOSI for the parameters of one model on one process.
-
-    The parameters are re-seated as views into one flat vector (and their gradients into one
-    flat buffer), so the rule sees θ and g as vectors without copies. ``curvature(θ)`` returns
-    (values, vectors) — e.g. `lanczos` over an HVP on a fixed batch — and is called at step W
-    and then every T steps.
-    """
-
-    def __init__(
-        self,
-        params: Iterable[torch.nn.Parameter],
-        *,
-        curvature: Callable[[torch.Tensor], tuple],
-        k: int,
-        refresh_every: int,
-        warmup: int | None = None,
-        base: Base = "adam",
-        lr: float = 1e-3,
-        momentum: float = 0.9,
-        alpha: float = 0.01,
-        decay: float = 0.9,
-        clip_max: float | None = None,
-    ):
-        params = list(params)
-        super().__init__(params, {})
-        self.flat, self.flat_grad = flatten_parameters(params)
-        self.core = FOSICore(
-            self.flat, base=base, lr=lr, momentum=momentum, alpha=alpha, decay=decay, clip_max=clip_max
-        )
-        self.curvature, self.k = curvature, k
-        self.refresh_every, self.warmup = refresh_every, refresh_every if warmup is None else warmup
-        self.steps = 0
-
-    def zero_grad(self, set_to_none: bool = False) -> None:
-        self.flat_grad.zero_()
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        self.steps += 1
-        if refresh_due(self.steps, self.warmup, self.refresh_every):
-            values, vectors = self.curvature(self.flat.detach().clone())
-            self.core.set_curvature(values, vectors, self.k)
-        self.core.step(self.flat_grad.clone())

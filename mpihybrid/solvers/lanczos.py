@@ -1,11 +1,11 @@
-"""Lanczos for the extreme eigenpairs of a symmetric operator, serial or sharded (spec §1.2, §2.2).
+"""Lanczos for the extreme eigenpairs of a symmetric operator, serial or sharded (docs/dho2.md).
 
 Float64 throughout, with the double full reorthogonalisation of FOSI's code (the three-term
 recurrence is never subtracted explicitly; reorthogonalising against every stored vector
 removes it) and a breakdown guard: when β falls below BREAKDOWN·max|T| (an invariant
 subspace, e.g. n < m) the iteration stops and the Ritz pairs of the smaller T are returned.
 
-Sharded: each rank of ``comm`` holds a contiguous block of every Lanczos vector (``counts``).
+Sharded: each rank of ``comm`` holds its `blocks` block of every Lanczos vector.
 ``matvec`` maps the full current vector to this rank's block of A·x (a replicated operator
 slices its product; a data-parallel HVP uses a Reduce_scatter). Projections against the basis
 are Allreduces of at most m floats; the next full vector is assembled with one Allgatherv.
@@ -19,13 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from mpihybrid.blocks import blocks
+
 BREAKDOWN = 1e-10
-
-
-def balanced_counts(n: int, parts: int) -> list[int]:
-    """Block sizes of n elements over ``parts`` ranks, as even as possible (no padding)."""
-    base, extra = divmod(n, parts)
-    return [base + (1 if r < extra else 0) for r in range(parts)]
 
 
 @dataclass
@@ -59,11 +55,10 @@ def lanczos(
     if k + l > min(m, n):
         raise ValueError(f"k + ℓ = {k + l} Ritz pairs need at least that many Lanczos steps; m = {m}, n = {n}")
     comm = comm or _Serial()
-    counts = balanced_counts(n, comm.size)
-    lo = sum(counts[: comm.rank])
-    block = slice(lo, lo + counts[comm.rank])
+    split = blocks(n, comm.size)
+    block = split.slice(comm.rank)
     m = min(m, n)
-    Q = np.zeros((m, counts[comm.rank]))
+    Q = np.zeros((m, split.counts[comm.rank]))
     T = np.zeros((m, m))
     x = np.random.default_rng(seed).standard_normal(n)
     x /= np.linalg.norm(x)
@@ -84,7 +79,7 @@ def lanczos(
             break
         T[i, i + 1] = T[i + 1, i] = beta
         Q[i + 1] = w / beta
-        comm.Allgatherv(Q[i + 1], x, counts)
+        comm.Allgatherv(Q[i + 1], x, split.counts)
     values, Y = np.linalg.eigh(T[:steps, :steps])
     top = list(range(max(steps - k, 0), steps)) if k else []  # fewer than k + ℓ pairs only after a breakdown
     keep = list(range(min(l, steps - len(top)))) + top

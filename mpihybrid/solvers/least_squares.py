@@ -73,9 +73,13 @@ class GramAccumulator:
     def packed(self) -> np.ndarray:
         """[upper triangle of G, B row-major, n, ‖Z‖²]: what one party uploads."""
         self.sums()
-        d = self.G.shape[0]
-        iu = np.triu_indices(d)
-        return np.concatenate([self.G.numpy()[iu], self.B.numpy().ravel(), [self.n, self.z_sq]])
+        d, c = self.B.shape
+        tri = d * (d + 1) // 2
+        flat = np.empty(packed_length(d, c))
+        flat[:tri] = self.G.numpy()[np.triu_indices(d)]
+        flat[tri : tri + d * c] = self.B.numpy().ravel()
+        flat[-2:] = self.n, self.z_sq
+        return flat
 
     @classmethod
     def unpack(cls, flat: np.ndarray, dim: int, targets: int) -> GramAccumulator:

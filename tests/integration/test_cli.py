@@ -5,6 +5,7 @@ import time
 from pathlib import Path
 
 import h5py
+import numpy as np
 import pytest
 
 from conftest import BIN, REPO, explain, launch
@@ -172,6 +173,36 @@ def test_impossible_size_and_resume_errors(tmp_path):
     lines = trunc.stderr.strip().splitlines()
     assert trunc.returncode == 2 and len(lines) == 1 and "unreadable" in lines[0], explain(trunc)
     assert not (tmp_path / "r4.h5").exists()
+
+
+@pytest.mark.parametrize(
+    "spoil, words",
+    [
+        (lambda a: a["x_train"].__setitem__((5, 3), np.nan), "x_train[5, 3] is nan (not finite)"),
+        (lambda a: a["y_train"].__setitem__(11, -2), "y_train[11] = -2 is not an integer >= 0"),
+    ],
+)
+def test_bad_data_is_exit_2_naming_the_array_and_index(tmp_path, spoil, words):
+    rng = np.random.default_rng(0)
+    arrays = {"x_train": rng.normal(size=(200, 6)), "y_train": rng.integers(0, 4, 200)}
+    spoil(arrays)
+    np.savez(tmp_path / "d.npz", **arrays)
+    data = ["--set", "data.name='npz'", "--set", f"data.path='{tmp_path / 'd.npz'}'", "--set", "train.steps=5"]
+    proc = launch(2, "run", "dp-adam", "--config", JOB, *data, "--out", str(tmp_path / "r.h5"))
+    assert proc.returncode == 2 and words in proc.stderr and "data.path" in proc.stderr, explain(proc)
+    assert "Traceback" not in proc.stderr and "diverged" not in proc.stderr, explain(proc)
+
+
+def test_existing_results_are_kept_unless_overwrite(tmp_path):
+    out = tmp_path / "r.h5"
+    args = ["run", "dp-adam", "--config", JOB, "--set", "train.steps=5", "--out", str(out)]
+    assert launch(2, *args).returncode == 0
+    before = out.read_bytes()
+    again = launch(2, *args, "--set", "seed=1")
+    assert again.returncode == 2 and "--out" in again.stderr and "--overwrite" in again.stderr, explain(again)
+    assert out.read_bytes() == before
+    replaced = launch(2, *args, "--set", "seed=1", "--overwrite")
+    assert replaced.returncode == 0 and out.read_bytes() != before, explain(replaced)
 
 
 def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path):

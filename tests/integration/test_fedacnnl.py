@@ -64,6 +64,11 @@ def test_weights_do_not_depend_on_ranks_clients_split_or_batch(tmp_path):
             assert list(f["metrics/uplink_bytes"][()]) == [8 * packed_length(d, c) for d, c in DIMS]
             assert list(f["metrics/downlink_bytes"][()]) == [8 * d * c for d, c in DIMS]
             assert len(set(f["final/param_sha256"][()])) == 1
+            exposed = list(f["metrics/privacy_exposed_clients"][()])
+        # One client holds all 1,437 rows; 50 label-shard clients hold at most 30 rows each, fewer
+        # than any layer's inputs (>= 33), so every one of them is reported at every layer.
+        assert exposed == {"central": [0, 0, 0], "50-shards": [50, 50, 50]}.get(name, exposed), name
+        assert ("privacy warning" in proc.stderr) == (name == "50-shards" or max(exposed) > 0), name
     for name in ("7-dirichlet", "50-shards"):
         for index, (c, w) in enumerate(zip(got["central"], got[name])):
             assert np.abs(w - c).max() / np.abs(c).max() <= 1e-10, (name, index)

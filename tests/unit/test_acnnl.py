@@ -11,9 +11,9 @@ from mpihybrid.comm import Comm
 from mpihybrid.config import build_config
 from mpihybrid.data import partition
 from mpihybrid.errors import ConfigError
-from mpihybrid.fl.acnnl import Network, check_config, plan_layers
-from mpihybrid.fl.fedacnnl import Client, LayerwiseFit
+from mpihybrid.fl.layerwise import Client, LayerwiseFit
 from mpihybrid.fl.pfedacnnl import personalize
+from mpihybrid.models.acnnl import Network, check_config, plan_layers
 
 
 def config(model=None, acnnl=None, pfl=None, seed=3):
@@ -41,7 +41,7 @@ def clients_of(x, y, parts):
 
 def fit(cfg, net, clients, batch=64):
     cfg.acnnl.batch_size = batch
-    f = LayerwiseFit(net, Comm(MPI.COMM_SELF), clients, cfg.acnnl, warn_privacy=False)
+    f = LayerwiseFit(net, Comm(MPI.COMM_SELF), clients, cfg.acnnl)
     for index in range(len(net)):
         f.fit_layer(index)
     return [w.numpy() for w in f.weights]

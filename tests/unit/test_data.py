@@ -1,4 +1,5 @@
 import gzip
+import re
 
 import h5py
 import numpy as np
@@ -94,6 +95,31 @@ def test_file_loaders(tmp_path):
         f["x_train"], f["y_train"], f["x_test"], f["y_test"] = x, y, x[:4], y[:4]
     h = load_dataset(data_cfg(name="hdf5", path=str(tmp_path / "d.h5"), standardize=False), 0)
     assert np.array_equal(h.x_train[:, 0], x) and np.array_equal(h.y_test, y[:4])
+
+
+@pytest.mark.parametrize(
+    "spoil, words",
+    [
+        (lambda a: a["x_train"].__setitem__((7, 2), np.nan), r"x_train\[7, 2\] is nan \(not finite\)"),
+        (lambda a: a["x_test"].__setitem__((1, 4), np.inf), r"x_test\[1, 4\] is inf"),
+        (lambda a: a["y_train"].__setitem__(3, -1), r"y_train\[3\] = -1 is not an integer >= 0"),
+    ],
+)
+def test_bad_arrays_are_named_with_their_first_bad_index(tmp_path, spoil, words):
+    rng = np.random.default_rng(0)
+    arrays = {"x_train": rng.normal(size=(30, 5)), "y_train": rng.integers(0, 3, 30)}
+    arrays |= {"x_test": arrays["x_train"][:5].copy(), "y_test": arrays["y_train"][:5].copy()}
+    spoil(arrays)
+    np.savez(tmp_path / "d.npz", **arrays)
+    with pytest.raises(ConfigError, match="data.path") as info:
+        load_dataset(data_cfg(name="npz", path=str(tmp_path / "d.npz")), 0)
+    assert re.search(words, str(info.value)), info.value
+
+
+def test_fractional_labels_are_refused(tmp_path):
+    np.savez(tmp_path / "d.npz", x_train=np.zeros((4, 2)), y_train=np.array([0.0, 1.0, 1.5, 0.0]))
+    with pytest.raises(ConfigError, match=r"y_train\[2\] = 1.5 is not an integer >= 0"):
+        load_dataset(data_cfg(name="npz", path=str(tmp_path / "d.npz")), 0)
 
 
 def test_truncated_idx_is_reported(tmp_path):

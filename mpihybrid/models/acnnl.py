@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from mpihybrid.config import Config, ModelConfig, require
 from mpihybrid.errors import ConfigError
+from mpihybrid.models.geometry import conv_stages, spatial_dims
 from mpihybrid.seeding import numpy_rng
 
 MAX_GRAM_DIM = 8192  # a d×d float64 Gram of 512 MiB; wider layers are refused, not swapped
@@ -74,25 +75,11 @@ def plan_layers(model: ModelConfig, input_shape: tuple[int, ...], num_classes: i
     if model.name == "mlp":
         features = math.prod(input_shape)
     else:
-        want = 3 if model.name == "cnn2d" else 2
-        if len(input_shape) != want:
-            raise ConfigError(
-                "model.name",
-                f"'{model.name}' needs inputs shaped with {want - 1} spatial axes; the data set gives {input_shape}",
-            )
-        channels, *spatial = input_shape
-        spatial = spatial if len(spatial) == 2 else [1, spatial[0]]
-        kernel = (model.kernel_size, model.kernel_size) if model.name == "cnn2d" else (1, model.kernel_size)
-        for out in model.channels:
-            true_spatial = spatial if model.name == "cnn2d" else spatial[1:]
-            pool = min(true_spatial) >= 4
-            layers.append(
-                Layer("conv", channels * kernel[0] * kernel[1] + 1, out, kernel, pool, spatial[0] * spatial[1])
-            )
-            if pool:
-                spatial = [s // 2 for s in spatial] if model.name == "cnn2d" else [1, spatial[1] // 2]
-            channels = out
-        features = channels * spatial[0] * spatial[1]
+        kernel = (model.kernel_size, model.kernel_size) if spatial_dims(model) == 2 else (1, model.kernel_size)
+        stages, features = conv_stages(model, input_shape)
+        for s in stages:
+            dim = s.in_channels * kernel[0] * kernel[1] + 1
+            layers.append(Layer("conv", dim, s.out_channels, kernel, s.pool, math.prod(s.spatial)))
     for width in model.hidden:
         layers.append(Layer("fc", features + 1, width))
         features = width

@@ -1,6 +1,6 @@
 import pytest
 
-from mpihybrid.comm import PlanError, assign_clients, resolve_plan
+from mpihybrid.comm import PlanError, resolve_plan
 
 
 def test_counts_take_contiguous_blocks():
@@ -35,12 +35,3 @@ def test_rank_lists_like_process_sets():
 def test_bad_plans(plan, size, words):
     with pytest.raises(PlanError, match=words):
         resolve_plan(plan, size)
-
-
-def test_assign_clients_balanced_and_complete():
-    blocks = assign_clients(100, 3)
-    assert [len(b) for b in blocks] == [34, 33, 33]
-    assert [c for b in blocks for c in b] == list(range(100))
-    assert [len(b) for b in assign_clients(2, 4)] == [1, 1, 0, 0]
-    with pytest.raises(PlanError):
-        assign_clients(0, 2)

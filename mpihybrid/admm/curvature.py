@@ -1,0 +1,82 @@
+"""The curvature side: top-k (and bottom-ℓ) eigenpairs of the loss Hessian on FOSI's fixed
+curvature batch, by Lanczos sharded over the curvature communicator (docs/dho2.md).
+
+The Lanczos vectors are split in blocks over the curvature ranks; the HVP is data-parallel
+over them (each rank takes its part of the curvature batch; a Reduce_scatter sums the products
+into the blocks).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from mpihybrid.admm.update import Workload
+from mpihybrid.blocks import blocks
+from mpihybrid.comm import Comm
+from mpihybrid.models import FlatModel
+from mpihybrid.seeding import derive_seed, numpy_rng
+from mpihybrid.solvers.hvp import hvp_function
+from mpihybrid.solvers.lanczos import lanczos
+
+
+class Curvature:
+    """Collective over the curvature communicator: eigenpairs of the Hessian at a given θ."""
+
+    def __init__(self, work: Workload, comm: Comm):
+        cfg = work.config
+        self.work, self.comm, self.fosi = work, comm, cfg.fosi
+        self.weight_decay = cfg.train.weight_decay
+        batch = cfg.fosi.curvature_batch or cfg.train.batch_size
+        indices = np.sort(numpy_rng(cfg.seed, "curvature-batch").choice(len(work.y_train), batch, replace=False))
+        self.indices = indices[blocks(batch, comm.size).slice(comm.rank)]  # this rank's part of the batch
+        self.seed = cfg.seed
+        self.basis_bytes = 0
+
+    def hvp(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """The HVP of this rank's part of the fixed curvature batch (built per refresh: buffers move)."""
+        flat, x, y = FlatModel(self.work.model), self.work.x_train[self.indices], self.work.y_train[self.indices]
+        return hvp_function(lambda theta: flat.loss(theta, x, y, self.weight_decay), self.fosi.hvp)
+
+    def warm_up(self) -> None:
+        """One throw-away HVP: torch.func's first call costs about a second, which would
+        otherwise delay the first curvature by that much."""
+        theta = self.work.theta
+        self.hvp()(theta.detach().clone(), torch.zeros_like(theta))
+
+    def compute(self, theta: torch.Tensor, refresh: int) -> tuple[np.ndarray, np.ndarray]:
+        """Sharded Lanczos on the HVP at θ; returns (values, this rank's block of the vectors)."""
+        comm, f, n = self.comm, self.fosi, self.work.n
+        hvp = self.hvp()
+        split = blocks(n, comm.size)
+        mine = np.empty(split.counts[comm.rank])
+        theta = theta.detach().clone()
+
+        def matvec(x: np.ndarray) -> np.ndarray:
+            hv = hvp(theta, torch.from_numpy(x).to(torch.float32)).to(torch.float64).numpy() / comm.size
+            if not np.isfinite(hv).all():
+                raise FloatingPointError("non-finite Hessian-vector product; the curvature was not refreshed")
+            comm.Reduce_scatter(hv, mine, split.counts)
+            return mine
+
+        m = f.lanczos_iterations
+        with comm.stats.label("lanczos"):
+            ritz = lanczos(matvec, n, m, f.k, f.l, seed=derive_seed(self.seed, "lanczos", refresh), comm=comm)
+        self.basis_bytes = (m * split.counts[comm.rank] + m**2) * 8
+        if not np.isfinite(ritz.values).all():
+            raise FloatingPointError(f"non-finite eigenvalues {ritz.values}")
+        values, vectors = ritz.values, ritz.vectors
+        missing = f.pairs - len(values)
+        if missing:  # documented fallback: zero vectors, which take no part in the update
+            warnings.warn(
+                f"Lanczos broke down after {ritz.iterations} steps with {len(values)} of {f.pairs} "
+                f"eigenpairs; the rest are zero vectors",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            values = np.concatenate([np.full(missing, values[0]), values])
+            vectors = np.vstack([np.zeros((missing, vectors.shape[1])), vectors])
+        return values, vectors
