@@ -1,5 +1,6 @@
-"""Read results files (README "Results file" schema) and tabulate them."""
+"""Read results files (README "Results file" schema), tabulate, plot and report them."""
 
-from mpihybrid.analysis.table import analyze, read_results
+from mpihybrid.analysis.command import analyze
+from mpihybrid.analysis.runs import read_results
 
 __all__ = ["analyze", "read_results"]
