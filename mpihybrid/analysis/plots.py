@@ -1,157 +1,138 @@
-"""PNG plots of results files (matplotlib, no display needed): every metric against step and
-against wall time, cumulative bytes against step, memory per rank and speed-up against ranks.
-One line per run, labelled by what varies between the runs."""
+"""The PNG figures of `mpihybrid analyze --plots`: each metric against step and wall time,
+cumulative bytes (log axis), the comparison to a target, and memory and speed-up against ranks.
+
+Runs that differ only in the seed are drawn as one group (median and min–max band), each group
+in the same colour in every figure.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from mpihybrid.analysis.comparison import comparison_figure
+from mpihybrid.analysis.figure import Plot, bytes_axis, draw_group, legend_below, log_scale, new_figure, save, style
+from mpihybrid.analysis.groups import Group, group_runs
+from mpihybrid.analysis.runs import RunRecord
+from mpihybrid.analysis.targets import Target, seconds_to
 
-from mpihybrid.analysis.table import RunRecord, time_to_target  # noqa: E402
-
-SKIP = {"step", "wall_time", "uplink_bytes", "downlink_bytes"}
-
-
-@dataclass
-class Plot:
-    path: Path
-    xlabel: str
-    ylabel: str
-    legend: list[str]
+NOT_PLOTTED = {"step", "wall_time"}
+CUMULATIVE = ("uplink_bytes", "downlink_bytes")
+X_LABELS = {"step": "step (round / layer / iteration)", "wall_time": "wall time (s)"}
 
 
-def _save(fig, ax, path: Path) -> Plot:
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plot = Plot(path, ax.get_xlabel(), ax.get_ylabel(), [t.get_text() for t in ax.get_legend().get_texts()])
-    plt.close(fig)
-    return plot
+def _series(run: RunRecord, x_name: str, y_name: str, cumulative: bool) -> tuple[np.ndarray, np.ndarray]:
+    y = run.metrics[y_name].astype(float)
+    return run.metrics[x_name].astype(float), np.nancumsum(y) if cumulative else y
 
 
-def _line_plot(
-    runs: list[RunRecord], labels: list[str], x_name: str, y_name: str, path: Path, cumulative: bool = False
-) -> Plot | None:
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    drawn = False
-    for run, label in zip(runs, labels):
-        if y_name not in run.metrics or x_name not in run.metrics:
-            continue
-        x, y = run.metrics[x_name].astype(float), run.metrics[y_name].astype(float)
-        if cumulative:
-            y = np.nancumsum(y)
-        keep = ~np.isnan(y)
-        if keep.any():
-            ax.plot(x[keep], y[keep], marker="." if keep.sum() < 30 else None, label=label)
-            drawn = True
-    if not drawn:
-        plt.close(fig)
+def metric_figure(groups: list[Group], name: str, path: Path, target: Target | None = None) -> Plot | None:
+    """``name`` against step (left) and wall time (right) on a shared y axis; cumulative for bytes."""
+    cumulative = name in CUMULATIVE
+    ylabel = f"cumulative {name}" if cumulative else name
+    present = [(i, g) for i, g in enumerate(groups) if any(name in r.metrics for r in g.runs)]
+    if not present:
         return None
-    ax.set_xlabel({"step": "step (round / layer / iteration)", "wall_time": "wall time (s)"}[x_name])
-    ax.set_ylabel(f"cumulative {y_name}" if cumulative else y_name)
-    ax.set_title(f"{'cumulative ' if cumulative else ''}{y_name} vs {x_name}")
-    if (
-        y_name.endswith("loss")
-        and not cumulative
-        and all(
-            run.metrics.get(y_name, np.ones(1))[~np.isnan(run.metrics.get(y_name, np.ones(1)))].min() > 0
-            for run in runs
-            if y_name in run.metrics
-        )
-    ):
-        ax.set_yscale("log")
-    return _save(fig, ax, path)
+    values = np.concatenate(
+        [_series(r, "step", name, cumulative)[1] for _, g in present for r in g.runs if name in r.metrics]
+    )
+    if not np.isfinite(values).any():
+        return None
+    fig, axes = new_figure(2)
+    for ax, x_name in zip(axes, ("step", "wall_time")):
+        for index, group in present:
+            series = [_series(r, x_name, name, cumulative) for r in group.runs if name in r.metrics]
+            draw_group(ax, [x for x, _ in series], [y for _, y in series], group.label, index)
+        ax.set_xlabel(X_LABELS[x_name])
+        if target is not None and target.metric == name:
+            ax.axhline(target.value, color="0.3", linewidth=0.8, linestyle="--", label=f"target {target}")
+    axes[0].set_ylabel(ylabel)
+    yscale = "log" if log_scale(name, values) else "linear"
+    axes[0].set_yscale(yscale)
+    if yscale == "log" and name.endswith("bytes"):
+        bytes_axis(axes[0].yaxis)
+    fig.suptitle(ylabel)
+    legend = legend_below(fig, axes)
+    save(fig, path)
+    caption = f"{ylabel} against step and wall time" + (" (log scale)" if yscale == "log" else "")
+    return Plot(path, caption, [ax.get_xlabel() for ax in axes], ylabel, yscale, legend)
 
 
-def _by_ranks(runs: list[RunRecord], labels: list[str], value, ylabel: str, title: str, path: Path) -> Plot | None:
-    """One line per algorithm over world sizes (only when some algorithm ran at several sizes)."""
-    groups: dict[str, list[tuple[int, float]]] = {}
+def ranks_figure(
+    runs: list[RunRecord], value: Callable[[RunRecord], float | None], ylabel: str, title: str, path: Path
+) -> Plot | None:
+    """One line per algorithm over world sizes (median over runs at a size), only when some
+    algorithm ran at several sizes."""
+    points: dict[str, dict[int, list[float]]] = {}
     for run in runs:
         v = value(run)
         if v is not None and np.isfinite(v):
-            groups.setdefault(run.attrs["algorithm"], []).append((int(run.attrs["world_size"]), float(v)))
-    groups = {k: sorted(v) for k, v in groups.items() if len({p for p, _ in v}) > 1}
-    if not groups:
+            points.setdefault(run.algorithm, {}).setdefault(run.ranks, []).append(float(v))
+    points = {algo: sizes for algo, sizes in points.items() if len(sizes) > 1}
+    if not points:
         return None
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for algo, points in groups.items():
-        ax.plot([p for p, _ in points], [v for _, v in points], marker="o", label=algo)
+    fig, (ax,) = new_figure(1)
+    for index, (algo, sizes) in enumerate(points.items()):
+        ranks = sorted(sizes)
+        ax.plot(ranks, [np.median(sizes[p]) for p in ranks], marker="o", label=algo, **style(index))
     ax.set_xlabel("ranks")
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    return _save(fig, ax, path)
+    ax.set_xticks(sorted({p for sizes in points.values() for p in sizes}))
+    fig.suptitle(title)
+    legend = legend_below(fig, [ax])
+    save(fig, path)
+    return Plot(path, title, ["ranks"], ylabel, "linear", legend)
 
 
-def write_plots(
-    runs: list[RunRecord], labels: list[str], directory: str | Path, target: tuple[str, str, float] | None = None
-) -> list[Plot]:
-    """Write the PNGs into ``directory``; returns what each one shows."""
+def _algorithm_memory(run: RunRecord) -> float | None:
+    parts = [run.memory[k] for k in ("curvature_bytes", "optimizer_bytes") if k in run.memory]
+    return float(np.max(sum(parts))) if parts else None
+
+
+def _peak_rss_mib(run: RunRecord) -> float | None:
+    return float(np.max(run.memory["peak_rss_bytes"])) / 2**20 if "peak_rss_bytes" in run.memory else None
+
+
+def _speedups(runs: list[RunRecord], target: Target | None) -> Callable[[RunRecord], float | None]:
+    """Speed-up of each run against its algorithm's run on the fewest ranks."""
+    fewest: dict[str, tuple[int, float]] = {}
+    for run in runs:
+        s = seconds_to(run, target)
+        if s and (run.algorithm not in fewest or run.ranks < fewest[run.algorithm][0]):
+            fewest[run.algorithm] = (run.ranks, s)
+
+    def speedup(run: RunRecord) -> float | None:
+        s = seconds_to(run, target)
+        return fewest[run.algorithm][1] / s if s and run.algorithm in fewest else None
+
+    return speedup
+
+
+def write_plots(runs: list[RunRecord], directory: str | Path, target: Target | None = None) -> list[Plot]:
+    """Write the PNGs into ``directory``; returns what each one shows, the comparison first."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    names = sorted({k for r in runs for k in r.metrics} - SKIP)
-    plots = []
-    for name in names:
-        plots.append(_line_plot(runs, labels, "step", name, out / f"{name}.png"))
-        plots.append(_line_plot(runs, labels, "wall_time", name, out / f"{name}-vs-time.png"))
-    for name in ("uplink_bytes", "downlink_bytes"):
-        plots.append(_line_plot(runs, labels, "step", name, out / f"cumulative-{name}.png", cumulative=True))
-
-    def memory(run: RunRecord) -> float | None:
-        parts = [run.memory[k] for k in ("curvature_bytes", "optimizer_bytes") if k in run.memory]
-        return float(np.max(sum(parts))) if parts else None
-
-    plots.append(
-        _by_ranks(
+    groups = group_runs(runs)
+    plots = [comparison_figure(groups, target, out / "comparison.png") if target else None]
+    names = sorted({k for r in runs for k in r.metrics} - NOT_PLOTTED - set(CUMULATIVE))
+    plots += [metric_figure(groups, name, out / f"{name}.png", target) for name in names]
+    plots += [metric_figure(groups, name, out / f"cumulative-{name}.png") for name in CUMULATIVE]
+    speedup_title = "speed-up vs ranks" + (f" (time to {target})" if target else " (run time)")
+    plots += [
+        ranks_figure(
             runs,
-            labels,
-            memory,
+            _algorithm_memory,
             "curvature + optimizer bytes (max over ranks)",
             "memory per rank vs ranks",
             out / "memory-vs-ranks.png",
-        )
-    )
-    plots.append(
-        _by_ranks(
-            runs,
-            labels,
-            lambda r: float(np.max(r.memory["peak_rss_bytes"])) / 2**20 if "peak_rss_bytes" in r.memory else None,
-            "peak RSS, MiB (max over ranks)",
-            "peak RSS vs ranks",
-            out / "rss-vs-ranks.png",
-        )
-    )
-
-    def seconds(run: RunRecord) -> float | None:
-        if target is not None:
-            hit = time_to_target(run, *target)
-            return hit[0] if hit else None
-        return float(run.metrics["wall_time"][-1]) if len(run.metrics.get("wall_time", [])) else None
-
-    smallest: dict[str, tuple[int, float]] = {}
-    for run in runs:
-        s = seconds(run)
-        size = int(run.attrs["world_size"])
-        if s and (run.attrs["algorithm"] not in smallest or size < smallest[run.attrs["algorithm"]][0]):
-            smallest[run.attrs["algorithm"]] = (size, s)
-    plots.append(
-        _by_ranks(
-            runs,
-            labels,
-            lambda r: (
-                smallest[r.attrs["algorithm"]][1] / seconds(r)
-                if seconds(r) and r.attrs["algorithm"] in smallest
-                else None
-            ),
-            "speed-up vs the fewest ranks",
-            "speed-up vs ranks" + (f" (time to {target[0]} {target[1]} {target[2]:g})" if target else " (run time)"),
-            out / "speedup-vs-ranks.png",
-        )
-    )
+        ),
+        ranks_figure(
+            runs, _peak_rss_mib, "peak RSS, MiB (max over ranks)", "peak RSS vs ranks", out / "rss-vs-ranks.png"
+        ),
+        ranks_figure(
+            runs, _speedups(runs, target), "speed-up vs the fewest ranks", speedup_title, out / "speedup-vs-ranks.png"
+        ),
+    ]
     return [p for p in plots if p is not None]

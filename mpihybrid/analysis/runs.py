@@ -17,7 +17,6 @@ import numpy as np
 
 from mpihybrid.io.results import SCHEMA_VERSION
 
-
 REQUIRED_ATTRS = ("algorithm", "world_size", "status", "config")
 REQUIRED_METRICS = ("step", "wall_time")
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from mpihybrid.analysis.groups import Group
 from mpihybrid.analysis.runs import RunRecord
-from mpihybrid.analysis.targets import Reached, Target, reach
+from mpihybrid.analysis.targets import Reached, Target, reach, seconds_to
 
 
 @dataclass(frozen=True)
@@ -95,19 +95,11 @@ def _speedup(base_seconds: float | None, seconds: float | None) -> str:
     return f"{base_seconds / seconds:.3g}x" if base_seconds and seconds else "-"
 
 
-def _seconds(run: RunRecord, target: Target | None) -> float | None:
-    """What a speed-up compares: time to the target, or without one the run's wall time."""
-    if target is None:
-        return float(run.metrics["wall_time"][-1]) if len(run.metrics["wall_time"]) else None
-    hit = reach(run, target)
-    return hit.seconds if hit else None
-
-
 def run_rows(
     runs: list[RunRecord], labels: list[str], target: Target | None = None, baseline: RunRecord | None = None
 ) -> list[dict[str, object]]:
     """One dict per run, keyed by `run_columns` names."""
-    base_seconds = _seconds(baseline, target) if baseline is not None else None
+    base_seconds = seconds_to(baseline, target) if baseline is not None else None
     rows = []
     for run, label in zip(runs, labels):
         row: dict[str, object] = {
@@ -131,7 +123,7 @@ def run_rows(
                 uplink_bytes_to_target=hit.uplink_bytes if hit else math.nan,
             )
         if baseline is not None:
-            row["speedup"] = _speedup(base_seconds, _seconds(run, target))
+            row["speedup"] = _speedup(base_seconds, seconds_to(run, target))
         rows.append(row)
     return rows
 
@@ -147,9 +139,7 @@ def group_columns(target: Target | None) -> list[Column]:
         columns += [
             Column("reached", "reached", f"runs that reached {target}", "text"),
             Column("time_to_target", "→ s", f"seconds until {target} (runs that reached it)", "spread"),
-            Column(
-                "uplink_bytes_to_target", "→ uplink", "uplink bytes rank 0 sent until then", "spread"
-            ),
+            Column("uplink_bytes_to_target", "→ uplink", "uplink bytes rank 0 sent until then", "spread"),
         ]
     return columns
 

@@ -13,21 +13,11 @@ import numpy as np
 
 from mpihybrid.analysis.runs import RunRecord
 from mpihybrid.analysis.summary import Column, Spread
+from mpihybrid.analysis.units import human_bytes
 
 MISSING = "-"
 PREFERRED_ORDER = ("wall_time", "train_loss", "test_loss", "test_accuracy", "uplink_bytes", "downlink_bytes")
 KEY_WIDTH = 100
-
-
-def human_bytes(n: float) -> str:
-    """Decimal units, three significant digits: 20 B, 12.0 kB, 2.89 MB."""
-    if abs(n) < 1000:
-        return f"{n:.0f} B"
-    for unit in ("kB", "MB", "GB", "TB"):
-        n /= 1000
-        if abs(n) < 999.5 or unit == "TB":
-            break
-    return f"{n:.{2 if abs(n) < 9.995 else 1 if abs(n) < 99.95 else 0}f} {unit}"
 
 
 def cell(value: object, kind: str, digits: int = 4) -> str:

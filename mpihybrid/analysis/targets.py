@@ -59,3 +59,11 @@ def reach(run: RunRecord, target: Target) -> Reached | None:
     up = run.metrics.get("uplink_bytes")
     sent = float(np.nansum(up[: i + 1])) if up is not None else float("nan")
     return Reached(float(run.metrics["wall_time"][i]), sent, int(run.metrics["step"][i]))
+
+
+def seconds_to(run: RunRecord, target: Target | None) -> float | None:
+    """What a speed-up compares: the time to the target, or without one the run's wall time."""
+    if target is None:
+        return float(run.metrics["wall_time"][-1]) if len(run.metrics["wall_time"]) else None
+    hit = reach(run, target)
+    return hit.seconds if hit else None
