@@ -4,7 +4,8 @@
                                     [--checkpoint DIR] [--resume] [--overwrite] [--expect-ranks N]
                                     [--log-dir DIR]
     mpiexec -n N mpihybrid info [--expect-ranks N]
-    mpihybrid analyze RESULTS.h5 [...] [--format markdown|csv] [--target M>=V] [--baseline F] [--plots DIR]
+    mpihybrid analyze RESULTS.h5 [...] [--format markdown|csv] [--target M>=V] [--baseline F]
+                      [--plots DIR] [--report DIR]
 
 Exit codes: 0 done, 1 a rank failed (the job was aborted), 2 bad input (config, checkpoint,
 launcher), 3 the run diverged (the last good checkpoint is kept).
@@ -62,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="write PNG plots (metric vs step and wall time, bytes, memory and speed-up vs ranks) into DIR",
     )
+    a.add_argument("--report", metavar="DIR", help="write DIR/index.html: the tables and every plot on one page")
     return p
 
 
@@ -172,7 +174,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from mpihybrid.analysis import analyze
 
-    return analyze(args.files, fmt=args.format, target=args.target, baseline=args.baseline, plots=args.plots)
+    return analyze(
+        args.files, fmt=args.format, target=args.target, baseline=args.baseline, plots=args.plots, report=args.report
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

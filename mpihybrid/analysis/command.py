@@ -22,17 +22,14 @@ def describe_varied(runs: list[RunRecord]) -> str:
 def comparison_text(runs: list[RunRecord], fmt: str, target: Target | None, baseline: RunRecord | None) -> str:
     """The run table (CSV: with each run's seed group and full config); in markdown, also the
     table of seed groups when some configuration ran with several seeds."""
-    labels = run_labels(runs)
     groups = group_runs(runs)
-    rows = run_rows(runs, labels, target, baseline)
     columns = run_columns(target, str(baseline.path) if baseline is not None else None)
-    if fmt == "csv":
-        group_of = {id(r): g.label for g in groups for r in g.runs}
-        extra = [
-            {"file": str(r.path), "group": group_of[id(r)], **{f"config.{k}": v for k, v in flatten(r.config).items()}}
-            for r in runs
-        ]
+    if fmt == "csv":  # for machines: the file names the run, the config columns say what it was
+        group_of = {id(r): number for number, g in enumerate(groups, 1) for r in g.runs}
+        rows = run_rows(runs, [str(r.path) for r in runs], target, baseline)
+        extra = [{"group": group_of[id(r)], **{f"config.{k}": v for k, v in flatten(r.config).items()}} for r in runs]
         return render(columns, rows, fmt, extra)
+    rows = run_rows(runs, run_labels(runs), target, baseline)
     width = terminal_width()
     parts = [f"varied: {describe_varied(runs)}", "", render(columns, rows, fmt, width=width)]
     if any(len(g.runs) > 1 for g in groups):

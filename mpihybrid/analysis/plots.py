@@ -15,7 +15,7 @@ import numpy as np
 from mpihybrid.analysis.comparison import comparison_figure
 from mpihybrid.analysis.figure import Plot, bytes_axis, draw_group, legend_below, log_scale, new_figure, save, style
 from mpihybrid.analysis.groups import Group, group_runs
-from mpihybrid.analysis.runs import RunRecord
+from mpihybrid.analysis.runs import RunRecord, metric_order
 from mpihybrid.analysis.targets import Target, seconds_to
 
 NOT_PLOTTED = {"step", "wall_time"}
@@ -116,9 +116,10 @@ def write_plots(runs: list[RunRecord], directory: str | Path, target: Target | N
     out.mkdir(parents=True, exist_ok=True)
     groups = group_runs(runs)
     plots = [comparison_figure(groups, target, out / "comparison.png") if target else None]
-    names = sorted({k for r in runs for k in r.metrics} - NOT_PLOTTED - set(CUMULATIVE))
-    plots += [metric_figure(groups, name, out / f"{name}.png", target) for name in names]
-    plots += [metric_figure(groups, name, out / f"cumulative-{name}.png") for name in CUMULATIVE]
+    for name in metric_order({k for r in runs for k in r.metrics} - NOT_PLOTTED):
+        cumulative = name in CUMULATIVE
+        path = out / (f"cumulative-{name}.png" if cumulative else f"{name}.png")
+        plots.append(metric_figure(groups, name, path, target))
     speedup_title = "speed-up vs ranks" + (f" (time to {target})" if target else " (run time)")
     plots += [
         ranks_figure(

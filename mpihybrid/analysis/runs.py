@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -17,8 +18,10 @@ import numpy as np
 
 from mpihybrid.io.results import SCHEMA_VERSION
 
+# The metrics people look at first, in that order (tables and figures); the rest follow by name.
+MAIN_METRICS = ("wall_time", "train_loss", "test_loss", "test_accuracy", "uplink_bytes", "downlink_bytes")
 REQUIRED_ATTRS = ("algorithm", "world_size", "status", "config")
-REQUIRED_METRICS = ("step", "wall_time")
+REQUIRED_METRICS = ("step",)
 
 
 class ResultsError(Exception):
@@ -48,6 +51,12 @@ class RunRecord:
     def flat_config(self) -> dict[str, object]:
         """The config as dotted keys (``train.lr``), lists as JSON text, plus ``ranks``."""
         return {**flatten(self.config), "ranks": self.ranks}
+
+
+def metric_order(names: Iterable[str]) -> list[str]:
+    """``names`` (less ``step``) with the main metrics first, the rest by name."""
+    present = set(names) - {"step"}
+    return [k for k in MAIN_METRICS if k in present] + sorted(present - set(MAIN_METRICS))
 
 
 def flatten(config: dict, prefix: str = "") -> dict[str, object]:
@@ -84,6 +93,8 @@ def read_results(path: str | Path) -> RunRecord:
             if missing:
                 raise ResultsError(f"{path}: not an mpihybrid results file (missing {', '.join(missing)})")
             config = json.loads(attrs["config"])
+            # NaN marks what was not measured (README); a file without wall times still tabulates.
+            metrics.setdefault("wall_time", np.full(len(metrics["step"]), np.nan))
     except OSError as exc:
         raise ResultsError(f"{path}: unreadable (truncated or not HDF5): {exc}") from None
     except KeyError as exc:

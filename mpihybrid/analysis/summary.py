@@ -20,7 +20,7 @@ class Column:
     name: str  # CSV header: stable, machine-readable
     short: str  # terminal header
     doc: str  # what it means (the terminal's key, the HTML header's title)
-    kind: str = "number"  # text, count, number, seconds, bytes, spread
+    kind: str = "number"  # text, count, number, seconds, bytes (a Spread cell prints its own kind)
     terminal: bool = True  # shown in the terminal table (CSV and HTML show every column)
     drop: int = 0  # a narrow terminal leaves out the highest first; 0: never left out
 
@@ -131,15 +131,15 @@ def run_rows(
 def group_columns(target: Target | None) -> list[Column]:
     columns = [
         Column("group", "group", "runs whose configs differ only in the seed", "text"),
-        Column("final_test_accuracy", "acc", "final test_accuracy", "spread"),
-        Column("best_test_accuracy", "best", "best test_accuracy", "spread", drop=3),
-        Column("wall_time", "time s", "wall time (s)", "spread", drop=2),
+        Column("final_test_accuracy", "acc", "final test_accuracy"),
+        Column("best_test_accuracy", "best", "best test_accuracy", drop=3),
+        Column("wall_time", "time s", "wall time (s)", "seconds", drop=2),
     ]
     if target:
         columns += [
             Column("reached", "reached", f"runs that reached {target}", "text"),
-            Column("time_to_target", "→ s", f"seconds until {target} (runs that reached it)", "spread"),
-            Column("uplink_bytes_to_target", "→ uplink", "uplink bytes rank 0 sent until then", "spread"),
+            Column("time_to_target", "→ s", f"seconds until {target} (runs that reached it)", "seconds"),
+            Column("uplink_bytes_to_target", "→ uplink", "uplink bytes rank 0 sent until then", "bytes"),
         ]
     return columns
 

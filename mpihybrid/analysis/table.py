@@ -11,12 +11,11 @@ import textwrap
 
 import numpy as np
 
-from mpihybrid.analysis.runs import RunRecord
+from mpihybrid.analysis.runs import RunRecord, metric_order
 from mpihybrid.analysis.summary import Column, Spread
 from mpihybrid.analysis.units import human_bytes
 
 MISSING = "-"
-PREFERRED_ORDER = ("wall_time", "train_loss", "test_loss", "test_accuracy", "uplink_bytes", "downlink_bytes")
 KEY_WIDTH = 100
 
 
@@ -71,8 +70,7 @@ def csv_text(headers: list[str], rows: list[list[str]]) -> str:
 
 def metrics_table(run: RunRecord, fmt: str) -> str:
     """One run's metrics per step."""
-    first = [k for k in PREFERRED_ORDER if k in run.metrics]
-    names = ["step", *first, *sorted(k for k in run.metrics if k not in first and k != "step")]
+    names = ["step", *metric_order(run.metrics)]
     columns = list(zip(*(run.metrics[n] for n in names)))
     if fmt == "csv":
         return csv_text(names, [[_raw(v) for v in row] for row in columns])
@@ -108,7 +106,7 @@ def render(
     left_out: list[Column] = []
     while True:
         cells = [[cell(r.get(c.name), c.kind) for c in shown] for r in rows]
-        table = markdown([c.short for c in shown], cells, [c.kind not in ("text", "spread") for c in shown])
+        table = markdown([c.short for c in shown], cells, [c.kind != "text" for c in shown])
         droppable = [c for c in shown if c.drop]
         if width is None or len(table.split("\n", 1)[0]) <= width or not droppable:
             break

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,13 +58,15 @@ def reach(run: RunRecord, target: Target) -> Reached | None:
         return None
     i = int(hit[0])
     up = run.metrics.get("uplink_bytes")
-    sent = float(np.nansum(up[: i + 1])) if up is not None else float("nan")
+    sent = float(np.nansum(up[: i + 1])) if up is not None else math.nan
     return Reached(float(run.metrics["wall_time"][i]), sent, int(run.metrics["step"][i]))
 
 
 def seconds_to(run: RunRecord, target: Target | None) -> float | None:
     """What a speed-up compares: the time to the target, or without one the run's wall time."""
     if target is None:
-        return float(run.metrics["wall_time"][-1]) if len(run.metrics["wall_time"]) else None
-    hit = reach(run, target)
-    return hit.seconds if hit else None
+        seconds = float(run.metrics["wall_time"][-1]) if len(run.metrics["wall_time"]) else math.nan
+    else:
+        hit = reach(run, target)
+        seconds = hit.seconds if hit else math.nan
+    return seconds if math.isfinite(seconds) else None
