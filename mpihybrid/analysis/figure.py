@@ -51,7 +51,7 @@ def log_scale(name: str, values: np.ndarray) -> bool:
         return False
     if name.endswith("bytes"):
         return True
-    return finite.max() / finite.min() >= (10 if "loss" in name else 100)
+    return bool(finite.max() / finite.min() >= (10 if "loss" in name else 100))
 
 
 def bytes_axis(axis: matplotlib.axis.Axis, values: np.ndarray | None = None) -> None:
