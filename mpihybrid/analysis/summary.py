@@ -131,7 +131,7 @@ def run_rows(
 def group_columns(target: Target | None) -> list[Column]:
     columns = [
         Column("group", "group", "runs whose configs differ only in the seed", "text"),
-        Column("final_test_accuracy", "acc", "final test_accuracy"),
+        Column("final_test_accuracy", "acc", "final test_accuracy", drop=1),
         Column("best_test_accuracy", "best", "best test_accuracy", drop=3),
         Column("wall_time", "time s", "wall time (s)", "seconds", drop=2),
     ]

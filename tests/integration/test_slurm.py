@@ -74,7 +74,7 @@ def test_array_sweep_gives_three_results_and_one_table_and_plot_per_metric(slurm
     )
     assert table.returncode == 0, table.stderr
     assert "varied: zo.perturbations" in table.stdout
-    assert sum(line.startswith("| perturbations=") for line in table.stdout.splitlines()) == 3
+    assert sum(line.startswith("| decomfl perturbations=") for line in table.stdout.splitlines()) == 3
     for metric in ("train_loss", "test_accuracy", "test_loss", "history_length"):
         assert (plots / f"{metric}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", metric
 
