@@ -55,12 +55,12 @@ def log_scale(name: str, values: np.ndarray) -> bool:
 
 
 def bytes_axis(axis: matplotlib.axis.Axis, values: np.ndarray | None = None) -> None:
-    """A log axis labelled in B/kB/MB; with ``values``, limits on whole decades around them so
-    that even one value gets labelled ticks."""
+    """A log axis labelled in B/kB/MB; with ``values``, limits on whole decades around them (so
+    that even one value gets labelled ticks) with a decade to spare for text beside the marks."""
     axis.set_major_formatter(FuncFormatter(lambda v, _: human_bytes(v)))
     axis.set_minor_formatter(NullFormatter())
     if values is not None and len(values):
-        low, high = np.floor(np.log10(np.min(values) / 2)), np.ceil(np.log10(np.max(values) * 2))
+        low, high = np.floor(np.log10(np.min(values) / 2)), np.ceil(np.log10(np.max(values) * 10))
         (axis.axes.set_xlim if axis is axis.axes.xaxis else axis.axes.set_ylim)(10**low, 10**high)
 
 
