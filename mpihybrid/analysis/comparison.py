@@ -43,13 +43,14 @@ def _curves(ax: Axes, groups: list[Group], target: Target) -> str:
     return "wall time"
 
 
-def _dots(ax: Axes, values: list[list[float]], fmt: Callable[[float], str]) -> None:
+def _dots(ax: Axes, values: list[list[float]], reached: list[bool], fmt: Callable[[float], str]) -> None:
     """Per group (one row each): every run as a small dot, the median as a large one with the
     min–max range as a line, and the median's value written beside it."""
-    for row, vals in enumerate(values):
+    for row, (vals, hit) in enumerate(zip(values, reached)):
         colour = style(row)["color"]
         if not vals:
-            ax.annotate("not reached", (0.02, row), xycoords=("axes fraction", "data"), va="center", color="0.4")
+            why = "not measured" if hit else "not reached"
+            ax.annotate(why, (0.02, row), xycoords=("axes fraction", "data"), va="center", color="0.4")
             continue
         median = float(np.median(vals))
         ax.plot([min(vals), max(vals)], [row, row], color=colour, linewidth=2, alpha=0.5)
@@ -71,8 +72,11 @@ def comparison_figure(groups: list[Group], target: Target, path: Path) -> Plot |
     )
     x_name = _curves(axes["curve"], groups, target)
     hits = [[h for h in (reach(r, target) for r in g.runs) if h] for g in groups]
-    _dots(axes["time"], [[h.seconds for h in hs] for hs in hits], lambda v: f"{v:.3g} s")
-    _dots(axes["bytes"], [[h.uplink_bytes for h in hs if np.isfinite(h.uplink_bytes)] for hs in hits], human_bytes)
+    seconds = [[h.seconds for h in hs if np.isfinite(h.seconds)] for hs in hits]
+    sent = [[h.uplink_bytes for h in hs if h.uplink_bytes > 0] for hs in hits]  # NaN: not measured
+    reached = [bool(hs) for hs in hits]
+    _dots(axes["time"], seconds, reached, lambda v: f"{v:.3g} s")
+    _dots(axes["bytes"], sent, reached, human_bytes)
     axes["bytes"].sharey(axes["time"])
     axes["bytes"].set_facecolor("none")  # the labels from the time panel run across it
     for ax in (axes["time"], axes["bytes"]):
@@ -93,12 +97,12 @@ def comparison_figure(groups: list[Group], target: Target, path: Path) -> Plot |
         )
         label.set_in_layout(False)  # it may run into the bytes panel: the layout must not make room
     axes["time"].set_ylim(len(groups) - 0.5, -0.8)  # first group on top, as in the table
-    seconds = [h.seconds for hs in hits for h in hs]
-    axes["time"].set_xlim(0, 1.25 * max(seconds) if seconds else 1)  # room for the values written
+    longest = max((v for vals in seconds for v in vals), default=1.0)
+    axes["time"].set_xlim(0, 1.25 * longest)  # room for the values written beside the marks
     axes["time"].set_xlabel("wall time to the target (s)")
     axes["bytes"].set_xscale("log")
-    reached_bytes = [h.uplink_bytes for hs in hits for h in hs if np.isfinite(h.uplink_bytes) and h.uplink_bytes > 0]
-    bytes_axis(axes["bytes"].xaxis, np.array(reached_bytes) if reached_bytes else None)
+    bytes_axis(axes["bytes"].xaxis, np.array([v for vals in sent for v in vals]))
+    axes["bytes"].tick_params(which="both", labelbottom=any(sent))  # no scale to show without bytes
     axes["bytes"].set_xlabel("uplink bytes (rank 0) to the target")
     for ax in axes.values():
         ax.grid(alpha=0.3)

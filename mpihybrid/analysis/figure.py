@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.axis import Axis  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
@@ -54,9 +55,9 @@ def log_scale(name: str, values: np.ndarray) -> bool:
     return bool(finite.max() / finite.min() >= (10 if "loss" in name else 100))
 
 
-def bytes_axis(axis: matplotlib.axis.Axis, values: np.ndarray | None = None) -> None:
-    """A log axis labelled in B/kB/MB; with ``values``, limits on whole decades around them (so
-    that even one value gets labelled ticks) with a decade to spare for text beside the marks."""
+def bytes_axis(axis: Axis, values: np.ndarray | None = None) -> None:
+    """An axis labelled in B/kB/MB. For a log axis, ``values`` set limits on whole decades around
+    them (so that even one value gets labelled ticks) with a decade to spare for text beside marks."""
     axis.set_major_formatter(FuncFormatter(lambda v, _: human_bytes(v)))
     axis.set_minor_formatter(NullFormatter())
     if values is not None and len(values):
@@ -64,15 +65,10 @@ def bytes_axis(axis: matplotlib.axis.Axis, values: np.ndarray | None = None) -> 
         (axis.axes.set_xlim if axis is axis.axes.xaxis else axis.axes.set_ylim)(10**low, 10**high)
 
 
-def new_figure(panels: int, sharey: bool = True, sharex: bool = False) -> tuple[Figure, list[Axes]]:
+def new_figure(panels: int) -> tuple[Figure, list[Axes]]:
+    """Panels side by side on one y axis, each PANEL inches, laid out to make room for labels."""
     fig, axes = plt.subplots(
-        1,
-        panels,
-        figsize=(PANEL[0] * panels, PANEL[1]),
-        sharey=sharey,
-        sharex=sharex,
-        layout="constrained",
-        squeeze=False,
+        1, panels, figsize=(PANEL[0] * panels, PANEL[1]), sharey=True, layout="constrained", squeeze=False
     )
     for ax in axes[0]:
         ax.grid(alpha=0.3)
@@ -90,7 +86,7 @@ def shorten(label: str, chars: int) -> str:
 def draw_group(ax: Axes, xs: list[np.ndarray], ys: list[np.ndarray], label: str, index: int) -> None:
     """One run as a line; several as their median with a min–max band, on the x values they share."""
     st = style(index)
-    kept = [(x[np.isfinite(y)], y[np.isfinite(y)]) for x, y in zip(xs, ys)]
+    kept = [(x[np.isfinite(x) & np.isfinite(y)], y[np.isfinite(x) & np.isfinite(y)]) for x, y in zip(xs, ys)]
     kept = [(x, y) for x, y in kept if len(x)]
     if not kept:
         return
@@ -129,7 +125,7 @@ def legend_below(fig: Figure, axes: list[Axes]) -> list[str]:
         handles.insert(MAX_LEGEND - 1, plt.Line2D([], [], linestyle="none"))
         labels.insert(MAX_LEGEND - 1, f"… and {len(hidden)} more (see the table)")
     width, height = fig.get_size_inches()
-    labels = [shorten(lab, int(width * 72 / (LEGEND_CHAR_PT))) for lab in labels]
+    labels = [shorten(lab, int(width * 72 / LEGEND_CHAR_PT)) for lab in labels]
     renderer = fig.canvas.get_renderer()
     for ncols in range(min(len(labels), 4), 0, -1):
         legend = fig.legend(handles, labels, loc="outside lower center", ncols=ncols, frameon=False)

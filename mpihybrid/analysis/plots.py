@@ -80,6 +80,8 @@ def ranks_figure(
     ax.set_xlabel("ranks")
     ax.set_ylabel(ylabel)
     ax.set_xticks(sorted({p for sizes in points.values() for p in sizes}))
+    if ylabel.endswith("bytes"):
+        bytes_axis(ax.yaxis)
     fig.suptitle(title)
     legend = legend_below(fig, [ax])
     save(fig, path)
@@ -125,7 +127,7 @@ def write_plots(runs: list[RunRecord], directory: str | Path, target: Target | N
         ranks_figure(
             runs,
             _algorithm_memory,
-            "curvature + optimizer bytes (max over ranks)",
+            "max over ranks of curvature + optimizer bytes",
             "memory per rank vs ranks",
             out / "memory-vs-ranks.png",
         ),

@@ -30,13 +30,14 @@ class ResultsError(Exception):
 
 @dataclass
 class RunRecord:
+    """One results file as read: root attributes, metrics, comm and memory per rank, hashes."""
+
     path: Path
     attrs: dict
     metrics: dict[str, np.ndarray]
     comm: dict[str, dict[str, np.ndarray]]
     memory: dict[str, np.ndarray]
     param_sha256: list[str]
-
     config: dict
 
     @property
@@ -60,6 +61,7 @@ def metric_order(names: Iterable[str]) -> list[str]:
 
 
 def flatten(config: dict, prefix: str = "") -> dict[str, object]:
+    """Nested sections as dotted keys; lists as JSON text, so that values compare and print."""
     out: dict[str, object] = {}
     for key, value in config.items():
         if isinstance(value, dict):

@@ -25,26 +25,27 @@ def write_run(
     steps: int = 10,
     speed: float = 1.0,
     rate: float = 0.1,
-    bytes_per_step: float = 20.0,
+    bytes_per_step: float | None = 20.0,
     eval_every: int = 1,
     ranks: int | None = None,
     status: str = "completed",
     memory: dict[str, int] | None = None,
 ) -> Path:
     """A run whose test accuracy climbs by ``rate`` per step (capped at 1), with ``speed`` steps
-    per second, ``bytes_per_step`` uplink bytes and train loss 1/step; one Allreduce of four
+    per second, ``bytes_per_step`` uplink bytes (None: not measured) and train loss 1/step; one Allreduce of four
     float64 (32 payload bytes) is in its /comm totals."""
     comm = Comm(MPI.COMM_SELF)
     comm.Allreduce(np.ones(4))
     r = RunResults(path, algorithm=algorithm, config_json=json.dumps(config or {"seed": 0}), comm=comm)
     for step in range(1, steps + 1):
         evaluated = step % eval_every == 0
+        sent = {} if bytes_per_step is None else {"uplink_bytes": bytes_per_step}
         r.log(
             step,
             wall_time=step / speed,
             train_loss=1.0 / step,
             test_accuracy=min(1.0, rate * step) if evaluated else math.nan,
-            uplink_bytes=bytes_per_step,
+            **sent,
         )
     if status == "completed":
         r.finish(status="completed", params=[torch.ones(2)], memory=memory)

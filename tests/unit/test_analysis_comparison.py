@@ -32,3 +32,12 @@ def test_comparison_figure(tmp_path):
         "its runs, min–max",
     ]
     assert comparison_figure(groups, Target("test_loss", "<=", 0.5), tmp_path / "none.png") is None
+
+
+def test_without_byte_counts_the_curve_is_against_wall_time(tmp_path):
+    files = [
+        write_run(tmp_path / f"{s}.h5", algorithm="dp-adam", config={"seed": s}, bytes_per_step=None) for s in (1, 2)
+    ]
+    groups = group_runs(load_runs([str(f) for f in files])[0])
+    plot = comparison_figure(groups, Target("test_accuracy", ">=", 0.5), tmp_path / "comparison.png")
+    assert plot.xlabels[0] == "wall time (s)" and plot.legend[0] == "dp-adam (2 seeds)"
