@@ -61,7 +61,12 @@ def metric_figure(groups: list[Group], name: str, path: Path, target: Target | N
 
 
 def ranks_figure(
-    runs: list[RunRecord], value: Callable[[RunRecord], float | None], ylabel: str, title: str, path: Path
+    runs: list[RunRecord],
+    value: Callable[[RunRecord], float | None],
+    ylabel: str,
+    title: str,
+    path: Path,
+    in_bytes: bool = False,
 ) -> Plot | None:
     """One line per algorithm over world sizes (median over runs at a size), only when some
     algorithm ran at several sizes."""
@@ -80,7 +85,7 @@ def ranks_figure(
     ax.set_xlabel("ranks")
     ax.set_ylabel(ylabel)
     ax.set_xticks(sorted({p for sizes in points.values() for p in sizes}))
-    if ylabel.endswith("bytes"):
+    if in_bytes:
         bytes_axis(ax.yaxis)
     fig.suptitle(title)
     legend = legend_below(fig, [ax])
@@ -127,9 +132,10 @@ def write_plots(runs: list[RunRecord], directory: str | Path, target: Target | N
         ranks_figure(
             runs,
             _algorithm_memory,
-            "max over ranks of curvature + optimizer bytes",
+            "curvature + optimizer bytes\n(max over ranks)",
             "memory per rank vs ranks",
             out / "memory-vs-ranks.png",
+            in_bytes=True,
         ),
         ranks_figure(
             runs, _peak_rss_mib, "peak RSS, MiB (max over ranks)", "peak RSS vs ranks", out / "rss-vs-ranks.png"
