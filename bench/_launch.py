@@ -8,8 +8,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import h5py
 import numpy as np
+
+from mpihybrid.analysis import read_results
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parent.parent
@@ -46,13 +47,8 @@ def run_job(
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    with h5py.File(out) as f:
-        metrics = {k: f["metrics"][k][()] for k in f["metrics"]}
-        comm = {kind: {k: g[k][()] for k in g} for kind, g in f["comm"].items()}
-        sha = [s.decode() for s in f["final/param_sha256"][()]]
-        final = {k: f["final"][k][()] for k in f["final"] if k != "param_sha256"}
-        memory = {k: f["memory"][k][()] for k in f["memory"]}
-    return {"metrics": metrics, "comm": comm, "sha": sha, "final": final, "memory": memory}
+    run = read_results(out)
+    return {"metrics": run.metrics, "comm": run.comm, "sha": run.param_sha256, "final": run.final, "memory": run.memory}
 
 
 def first_step_reaching(metrics: dict, name: str, target: float) -> int | None:

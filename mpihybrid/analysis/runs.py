@@ -30,7 +30,8 @@ class ResultsError(Exception):
 
 @dataclass
 class RunRecord:
-    """One results file as read: root attributes, metrics, comm and memory per rank, hashes."""
+    """One results file as read: root attributes, metrics, comm and memory per rank, hashes,
+    and the other /final/ values (last metrics as scalars, per-rank counters as arrays)."""
 
     path: Path
     attrs: dict
@@ -39,6 +40,7 @@ class RunRecord:
     memory: dict[str, np.ndarray]
     param_sha256: list[str]
     config: dict
+    final: dict[str, np.ndarray]
 
     @property
     def algorithm(self) -> str:
@@ -89,6 +91,7 @@ def read_results(path: str | Path) -> RunRecord:
             comm = {kind: {k: g[k][()] for k in g} for kind, g in f.get("comm", {}).items()}
             memory = {k: f["memory"][k][()] for k in f.get("memory", {})}
             sha = [_text(s) for s in f["final/param_sha256"][()]] if "final/param_sha256" in f else []
+            final = {k: f["final"][k][()] for k in f.get("final", {}) if k != "param_sha256"}
             missing = [k for k in REQUIRED_ATTRS if k not in attrs] + [
                 f"metrics/{k}" for k in REQUIRED_METRICS if k not in metrics
             ]
@@ -103,7 +106,7 @@ def read_results(path: str | Path) -> RunRecord:
         raise ResultsError(f"{path}: not an mpihybrid results file (missing {exc})") from None
     except json.JSONDecodeError as exc:
         raise ResultsError(f"{path}: config attribute is not JSON ({exc})") from None
-    return RunRecord(path, attrs, metrics, comm, memory, sha, config)
+    return RunRecord(path, attrs, metrics, comm, memory, sha, config, final)
 
 
 def load_runs(files: list[str]) -> tuple[list[RunRecord], list[str]]:

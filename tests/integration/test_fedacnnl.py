@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, explain, launch
+from mpihybrid.analysis import read_results
 from mpihybrid.solvers.least_squares import packed_length
 
 JOB = REPO / "jobs" / "fedacnnl" / "digits.toml"
@@ -58,13 +59,13 @@ def test_weights_do_not_depend_on_ranks_clients_split_or_batch(tmp_path):
         )
         assert proc.returncode == 0, explain(proc)
         got[name] = weights(tmp_path / name)
-        with h5py.File(tmp_path / f"{name}.h5") as f:
-            assert f.attrs["status"] == "completed"
-            assert list(f["comm/reduce/calls"][()]) == [len(DIMS)] * ranks  # L layers = L reductions
-            assert list(f["metrics/uplink_bytes"][()]) == [8 * packed_length(d, c) for d, c in DIMS]
-            assert list(f["metrics/downlink_bytes"][()]) == [8 * d * c for d, c in DIMS]
-            assert len(set(f["final/param_sha256"][()])) == 1
-            exposed = list(f["metrics/privacy_exposed_clients"][()])
+        run = read_results(tmp_path / f"{name}.h5")
+        assert run.attrs["status"] == "completed"
+        assert list(run.comm["reduce"]["calls"]) == [len(DIMS)] * ranks  # L layers = L reductions
+        assert list(run.metrics["uplink_bytes"]) == [8 * packed_length(d, c) for d, c in DIMS]
+        assert list(run.metrics["downlink_bytes"]) == [8 * d * c for d, c in DIMS]
+        assert len(set(run.param_sha256)) == 1
+        exposed = list(run.metrics["privacy_exposed_clients"])
         # One client holds all 1,437 rows; 50 label-shard clients hold at most 30 rows each, fewer
         # than any layer's inputs (>= 33), so every one of them is reported at every layer.
         assert exposed == {"central": [0, 0, 0], "50-shards": [50, 50, 50]}.get(name, exposed), name
@@ -84,9 +85,8 @@ def test_resume_after_a_crash_continues_with_the_next_layer(tmp_path):
     assert crash.returncode != 0 and "injected fault" in crash.stderr, explain(crash)
     resumed = launch(2, *args, "--out", str(tmp_path / "r.h5"), "--checkpoint", str(tmp_path / "ck"), "--resume")
     assert resumed.returncode == 0, explain(resumed)
-    with h5py.File(tmp_path / "full.h5") as a, h5py.File(tmp_path / "r.h5") as b:
-        assert list(a["final/param_sha256"][()]) == list(b["final/param_sha256"][()])
-        assert list(b["metrics/step"][()]) == [1, 2, 3]
+    full, again = read_results(tmp_path / "full.h5"), read_results(tmp_path / "r.h5")
+    assert full.param_sha256 == again.param_sha256 and list(again.metrics["step"]) == [1, 2, 3]
 
 
 def test_pfedacnnl_groups_and_its_global_ablation(tmp_path):
@@ -96,16 +96,16 @@ def test_pfedacnnl_groups_and_its_global_ablation(tmp_path):
     plain = tmp_path / "fedacnnl.toml"
     plain.write_text(PJOB.read_text().split("[pfl]")[0])
     fed = launch(2, "run", "fedacnnl", "--config", str(plain), "--out", str(tmp_path / "f.h5"))
-    with h5py.File(out) as f:
-        final = {k: f["final"][k][()] for k in f["final"]}
-        assert final["groups"] == 3
-        # L reductions for the global model plus L for each group this rank serves
-        assert list(f["comm/reduce/calls"][()]) == [3 * (1 + int(h)) for h in final["groups_hosted"]]
-        for name in ("mean_client_accuracy", "group_mean_client_accuracy", "global_mean_client_accuracy"):
-            assert 0.5 < final[name] <= 1.0, name
+    run = read_results(out)
+    final = run.final
+    assert final["groups"] == 3
+    # L reductions for the global model plus L for each group this rank serves
+    assert list(run.comm["reduce"]["calls"]) == [3 * (1 + int(h)) for h in final["groups_hosted"]]
+    for name in ("mean_client_accuracy", "group_mean_client_accuracy", "global_mean_client_accuracy"):
+        assert 0.5 < final[name] <= 1.0, name
     assert fed.returncode == 0, explain(fed)
-    with h5py.File(tmp_path / "f.h5") as f:  # the ablation is exactly FedACnnL on the same clients
-        assert f["final/mean_client_accuracy"][()] == final["global_mean_client_accuracy"]
+    # the ablation is exactly FedACnnL on the same clients
+    assert read_results(tmp_path / "f.h5").final["mean_client_accuracy"] == final["global_mean_client_accuracy"]
 
 
 @pytest.mark.parametrize(
@@ -145,6 +145,5 @@ def test_singular_gram_uses_the_documented_fallback(tmp_path):
     )
     assert proc.returncode == 0, explain(proc)
     assert "minimum-norm solution" in proc.stderr
-    with h5py.File(out) as f:
-        assert np.isfinite(f["metrics/train_loss"][()]).all()
-        assert f["metrics/eigen_fallback"][()].max() == 1.0
+    metrics = read_results(out).metrics
+    assert np.isfinite(metrics["train_loss"]).all() and metrics["eigen_fallback"].max() == 1.0

@@ -1,24 +1,12 @@
 """DeComFL, FedAvg and FedZO as real MPI jobs: bitwise agreement, bytes per round, resume."""
 
-import h5py
 import numpy as np
 import pytest
 
 from conftest import REPO, explain, launch
+from mpihybrid.analysis import read_results
 
 JOBS = REPO / "jobs" / "decomfl"
-
-
-def read(path):
-    with h5py.File(path) as f:
-        return {
-            "sha": [s.decode() for s in f["final/param_sha256"][()]],
-            "status": f.attrs["status"],
-            "up": f["metrics/uplink_bytes"][()],
-            "down": f["metrics/downlink_bytes"][()],
-            "acc": f["final/test_accuracy"][()] if "final/test_accuracy" in f else None,
-            "replayed": f["final/replayed_rounds"][()] if "final/replayed_rounds" in f else None,
-        }
 
 
 @pytest.mark.parametrize("ranks", [2, 4])
@@ -49,10 +37,10 @@ def test_decomfl_models_agree_bitwise_and_resume_bitwise(tmp_path, ranks):
     ]
     full = launch(ranks, *args, "--out", str(tmp_path / "full.h5"))
     assert full.returncode == 0, explain(full)
-    r = read(tmp_path / "full.h5")
-    assert len(set(r["sha"])) == 1, r["sha"]
-    assert np.all(r["up"] == 4 * 2 * 5) and np.all(r["down"] == 4 * 2 * 5)
-    assert r["replayed"].sum() > 0
+    r = read_results(tmp_path / "full.h5")
+    assert len(set(r.param_sha256)) == 1, r.param_sha256
+    assert np.all(r.metrics["uplink_bytes"] == 4 * 2 * 5) and np.all(r.metrics["downlink_bytes"] == 4 * 2 * 5)
+    assert r.final["replayed_rounds"].sum() > 0
 
     ckpt = tmp_path / "ckpt"
     crash = launch(
@@ -67,7 +55,7 @@ def test_decomfl_models_agree_bitwise_and_resume_bitwise(tmp_path, ranks):
     assert crash.returncode != 0 and "injected fault" in crash.stderr, explain(crash)
     resumed = launch(ranks, *args, "--out", str(tmp_path / "res.h5"), "--checkpoint", str(ckpt), "--resume")
     assert resumed.returncode == 0, explain(resumed)
-    assert read(tmp_path / "res.h5")["sha"] == r["sha"]
+    assert read_results(tmp_path / "res.h5").param_sha256 == r.param_sha256
 
 
 def test_bytes_per_round_do_not_depend_on_d(tmp_path):
@@ -91,7 +79,7 @@ def test_bytes_per_round_do_not_depend_on_d(tmp_path):
                 str(out),
             )
             assert proc.returncode == 0, explain(proc)
-            ups[algo, hidden] = set(read(out)["up"].tolist())
+            ups[algo, hidden] = set(read_results(out).metrics["uplink_bytes"].tolist())
     assert ups["decomfl", 32] == ups["decomfl", 1536] == {4 * 1 * 5}
     assert ups["fedavg", 32] == {4 * 2410} and ups["fedavg", 1536] == {4 * (64 * 1536 + 1536 + 1536 * 10 + 10)}
 
@@ -110,8 +98,8 @@ def test_fedzo_runs_with_d_dimensional_uploads(tmp_path):
         str(out),
     )
     assert proc.returncode == 0, explain(proc)
-    r = read(out)
-    assert len(set(r["sha"])) == 1 and set(r["up"].tolist()) == {4 * 2410}
+    r = read_results(out)
+    assert len(set(r.param_sha256)) == 1 and set(r.metrics["uplink_bytes"].tolist()) == {4 * 2410}
 
 
 @pytest.mark.parametrize(
@@ -153,7 +141,7 @@ def test_decomfl_nan_keeps_last_good_checkpoint(tmp_path):
         str(ckpt),
     )
     assert proc.returncode == 3 and "diverged" in proc.stderr, explain(proc)
-    with h5py.File(tmp_path / "r.h5") as f:
-        assert f.attrs["status"] == "failed"
-        last = int(f["metrics/step"][-1])
+    r = read_results(tmp_path / "r.h5")
+    assert r.attrs["status"] == "failed"
+    last = int(r.metrics["step"][-1])
     assert sorted(p.name for p in ckpt.iterdir())[-1] == f"checkpoint-{last:09d}.h5"
