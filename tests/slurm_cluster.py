@@ -1,4 +1,4 @@
-"""A private single-node Slurm on localhost for the tests (spec hpc_stack.md §5): config in a
+"""A private single-node Slurm on localhost for the tests (docs/hpc.md, "The local Slurm the tests start"): config in a
 temp dir, munged + slurmctld + slurmd started here and stopped by PID at the end."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """DHO2's "ADMM-like" update rule, as in the official code (ShunxianGu/DHO2,
-``DHO2_ADMM_v2.py``; spec dho2_fosi.md §2.2).
+``DHO2_ADMM_v2.py``; docs/dho2.md, "The ADMM-like rule").
 
 State on a flat parameter block: the dual π (starts at 0) and the anchor z. A round is
 ``round_steps`` optimizer steps:

@@ -7,7 +7,7 @@ carries the format version, step, world size, algorithm and config hash. Restore
 them and raises CheckpointError with the reason, so a bad file never starts a run.
 
 The local trees travel in one Gatherv of raw bytes (plus a pickled gather of their layout).
-Parallel HDF5 (the mpio driver) is not used: the h5py wheel has none (hpc_stack.md §4).
+Parallel HDF5 (the mpio driver) is not used: the h5py wheel has none (docs/hpc.md, "HDF5 without parallel HDF5").
 """
 
 from __future__ import annotations

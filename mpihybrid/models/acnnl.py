@@ -1,4 +1,4 @@
-"""ACnnL: a network trained layer by layer in closed form (spec fedacnnl.md §1.2, INFERRED).
+"""ACnnL: a network trained layer by layer in closed form (arXiv 2502.06915; docs/fedacnnl.md, "ACnnL network").
 
 Layer l sees A_l (its input with a bias column; for a conv layer the im2col patch rows of
 each output position, built per mini-batch with ``unfold``) and a target Z_l = σ⁻¹(Y Q_l):
@@ -65,7 +65,7 @@ def _activation_pair(name: str) -> tuple:
     if name == "tanh":
         return torch.tanh, torch.atanh
     if name == "relu":
-        return torch.relu, (lambda t: t)  # spec §1.2 step 3: Z = T for a ReLU network
+        return torch.relu, (lambda t: t)  # Z = T for a ReLU network (docs/fedacnnl.md, "Label encoders and targets")
     raise ConfigError("model.activation", f"ACnnL needs an invertible activation (tanh or relu), got '{name}'")
 
 

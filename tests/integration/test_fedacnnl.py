@@ -1,5 +1,5 @@
 """FedACnnL and pFedACnnL as real MPI jobs: partition invariance across ranks and clients,
-L reductions with the spec's byte count, resume, bad input."""
+L reductions with the documented byte count (docs/fedacnnl.md), resume, bad input."""
 
 import h5py
 import numpy as np

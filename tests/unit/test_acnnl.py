@@ -64,7 +64,7 @@ def test_conv_rows_match_an_explicit_patch_loop():
 
 
 def test_layerwise_fit_matches_a_plain_numpy_reference():
-    """The spec's §1.2 written out with numpy and lstsq on ridge-augmented rows."""
+    """The ACnnL layer fit (docs/fedacnnl.md) written out with numpy and lstsq on ridge-augmented rows."""
     cfg = config(acnnl={"gamma": 1e-2, "projection": "orthonormal"})
     x, y = blobs()
     net = Network(cfg, (10,), 4)
