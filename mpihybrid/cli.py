@@ -3,7 +3,7 @@
     mpiexec -n N mpihybrid run ALGO --config FILE.toml [--set k=v ...] --out RESULTS.h5
                                     [--checkpoint DIR] [--resume] [--overwrite] [--expect-ranks N]
                                     [--log-dir DIR]
-    mpiexec -n N mpihybrid info [--expect-ranks N]
+    mpiexec -n N mpihybrid info [--expect-ranks N] [--device auto|cpu|cuda]
     mpihybrid analyze RESULTS.h5 [...] [--format markdown|csv] [--target M>=V] [--baseline F]
                       [--plots DIR] [--report DIR]
 
@@ -14,6 +14,7 @@ launcher), 3 the run diverged (the last good checkpoint is kept).
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 from pathlib import Path
@@ -47,8 +48,14 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--overwrite", action="store_true", help="replace the results file --out if it exists")
     r.add_argument("--expect-ranks", type=int, help="fail unless the job has this many ranks")
     r.add_argument("--log-dir", help="also write each rank's output to LOG_DIR/rank-<r>.log")
-    i = sub.add_parser("info", help="print rank, size, host, MPI library and versions")
+    i = sub.add_parser("info", help="print versions, the MPI library, and each rank's host, device and comm path")
     i.add_argument("--expect-ranks", type=int, help="fail unless the job has this many ranks")
+    i.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="show the devices a run with this device.type would use (default: auto)",
+    )
     a = sub.add_parser("analyze", help="tabulate results files")
     a.add_argument("files", nargs="+")
     a.add_argument("--format", choices=["markdown", "csv"], default="markdown")
@@ -74,28 +81,49 @@ def _agree(comm: MPI.Comm, message: str | None) -> str | None:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from mpihybrid.comm import check_world_size
+    from mpihybrid.comm import PATH_ENV, Comm, check_world_size, cuda_aware_mpi
+    from mpihybrid.device import gather_views, plan
 
-    comm = MPI.COMM_WORLD
-    check_world_size(comm.Get_size(), args.expect_ranks)
-    if comm.Get_rank() == 0:
-        import h5py
-        import mpi4py
-        import numpy
-        import torch
+    world = Comm(MPI.COMM_WORLD)
+    check_world_size(world.size, args.expect_ranks)
+    views = gather_views(world, args.device)
+    try:
+        devices = plan(views, args.device, share=True)  # shared GPUs are shown, not refused
+    except UsageError as exc:
+        if world.rank == 0:
+            print(f"mpihybrid: error: {exc}", file=sys.stderr, flush=True)
+        return EXIT_USAGE
+    paths = world.mpi.gather(world.path(devices[world.rank].type), root=0)
+    if world.rank != 0:
+        return 0
+    import h5py
+    import mpi4py
+    import numpy
+    import torch
 
-        print(
-            f"mpihybrid {__version__}; python {platform.python_version()}; mpi4py {mpi4py.__version__}; "
-            f"numpy {numpy.__version__}; torch {torch.__version__}; h5py {h5py.__version__} "
-            f"(parallel HDF5: {h5py.get_config().mpi})"
-        )
-        library = MPI.Get_library_version().splitlines()[0].strip()
-        print(f"MPI library: {library} (MPI {'.'.join(map(str, MPI.Get_version()))})")
-        print(f"world size: {comm.Get_size()}")
-    rows = comm.gather((comm.Get_rank(), MPI.Get_processor_name()), root=0)
-    if comm.Get_rank() == 0:
-        for rank, host in rows:
-            print(f"rank {rank} of {comm.Get_size()} on {host}")
+    print(
+        f"mpihybrid {__version__}; python {platform.python_version()}; mpi4py {mpi4py.__version__}; "
+        f"numpy {numpy.__version__}; torch {torch.__version__}; h5py {h5py.__version__} "
+        f"(parallel HDF5: {h5py.get_config().mpi})"
+    )
+    library = MPI.Get_library_version().splitlines()[0].strip()
+    print(f"MPI library: {library} (MPI {'.'.join(map(str, MPI.Get_version()))})")
+    aware = {True: "yes", False: "no", None: "cannot be asked"}[cuda_aware_mpi()]
+    print(f"MPI CUDA-aware: {aware}; {PATH_ENV}={os.environ.get(PATH_ENV, 'auto')}")
+    print(f"world size: {world.size}; device.type = {args.device}")
+    users: dict[tuple[int, str], list[int]] = {}
+    for view, device in zip(views, devices):
+        if device.type == "cuda":
+            users.setdefault((view.node, view.ids[view.gpus.index(device.index)]), []).append(view.rank)
+    for view, device, path in zip(views, devices, paths):
+        where = "cpu" if path == "direct" else f"cpu, {path}"
+        if device.type == "cuda":
+            k = view.gpus.index(device.index)
+            where = f"{device} {view.names[k]} ({view.ids[k]}), {path}"
+            sharing = users[view.node, view.ids[k]]
+            if len(sharing) > 1:
+                where += f"; shared by ranks {', '.join(map(str, sharing))} (needs device.share = true)"
+        print(f"rank {view.rank} of {world.size} on {view.host}: {where}")
     return 0
 
 
@@ -104,6 +132,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from mpihybrid.comm import Comm, abort_on_error, check_world_size
     from mpihybrid.comm.failure import abort_job
     from mpihybrid.config import apply_overrides, build_config, read_toml
+    from mpihybrid.device import select_device
     from mpihybrid.errors import ConfigError
     from mpihybrid.harness import Diverged, Run
     from mpihybrid.io.checkpoint import latest_checkpoint, load_checkpoint
@@ -135,6 +164,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     except UsageError as exc:
         message = f"mpihybrid: error: {exc}"
     message = _agree(world.mpi, message)
+    if message is None:
+        try:  # collective, and every rank decides alike: refuses a [device] the job cannot have, binds the GPU
+            select_device(world, config.device)
+        except UsageError as exc:
+            message = f"mpihybrid: error: {exc}"
     if message:
         if world.rank == 0:
             print(message, file=sys.stderr, flush=True)

@@ -106,13 +106,25 @@ class CheckpointConfig:
         require(self.keep >= 1, "checkpoint.keep", f"must be >= 1, got {self.keep}")
 
 
+@dataclass
+class DeviceConfig:
+    """Where every rank computes (resolved at start-up by `mpihybrid.device.select_device`)."""
+
+    type: Literal["cpu", "cuda", "auto"] = "cpu"  # auto: CUDA if every rank has a GPU, else CPU
+    share: bool = False  # let ranks share a GPU (more ranks than GPUs on a node)
+
+
 # Sections every algorithm understands; algorithms add their own (see mpihybrid.algorithms).
 COMMON_SECTIONS: dict[str, type] = {
     "data": DataConfig,
     "model": ModelConfig,
     "train": TrainConfig,
     "checkpoint": CheckpointConfig,
+    "device": DeviceConfig,
 }
+# Sections a resume may change: how often checkpoints are written, and where the ranks compute
+# (checkpoints hold host copies; see docs/gpu.md for what a change of device means).
+RESUME_FREE = ("checkpoint", "device")
 
 
 @dataclass
@@ -135,9 +147,10 @@ class Config:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     def hash(self) -> str:
-        """What a checkpoint must match to be resumed: everything but the checkpoint cadence."""
+        """What a checkpoint must match to be resumed: everything but the `RESUME_FREE` sections."""
         d = self.to_dict()
-        d.pop("checkpoint", None)
+        for name in RESUME_FREE:
+            d.pop(name, None)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
 

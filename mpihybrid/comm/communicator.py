@@ -1,9 +1,14 @@
-"""Buffer collectives on contiguous numpy arrays and CPU torch tensors, counted as they go.
+"""Buffer collectives on contiguous numpy arrays and torch tensors (CPU or CUDA), counted as they go.
 
 `Comm` wraps an mpi4py communicator. Its methods keep mpi4py's uppercase buffer semantics
-(zero copy, no pickling; torch tensors pass through DLPack) and add one `CommStats` update per
-call. `recvbuf=None` means "in place". Pickled lowercase collectives stay on ``comm.mpi``
-for small control messages.
+(no pickling; numpy arrays and CPU tensors zero copy, tensors through DLPack) and add one
+`CommStats` update per call. `recvbuf=None` means "in place". Pickled lowercase collectives
+stay on ``comm.mpi`` for small control messages.
+
+CUDA tensors go to MPI directly where the library is CUDA-aware, else through reused host
+buffers (`mpihybrid.comm.staging`). Either way the call has the same semantics and the same
+accounting: payload bytes are those of the application buffers, and the seconds include the
+host copies.
 """
 
 from __future__ import annotations
@@ -13,11 +18,13 @@ from time import perf_counter
 from typing import Any
 
 import numpy as np
+import torch
 from mpi4py import MPI
 
 from mpihybrid.comm.accounting import CommStats
+from mpihybrid.comm.staging import RECV, SEND, HostBuffers, staged_device_types
 
-Buffer = Any  # a C-contiguous numpy array or CPU torch tensor
+Buffer = Any  # a C-contiguous numpy array or torch tensor
 
 
 def _displacements(counts: Sequence[int]) -> list[int]:
@@ -29,30 +36,92 @@ def _displacements(counts: Sequence[int]) -> list[int]:
 
 
 class Comm:
-    """An MPI communicator whose buffer collectives record calls, payload bytes and seconds."""
+    """An MPI communicator whose buffer collectives record calls, payload bytes and seconds.
 
-    def __init__(self, comm: MPI.Comm = MPI.COMM_WORLD, stats: CommStats | None = None):
+    ``staged`` names the tensor device types that go through host buffers (default: this
+    process's choice, `staged_device_types`); communicators split from this one share it, the
+    statistics and the host buffers."""
+
+    def __init__(
+        self,
+        comm: MPI.Comm = MPI.COMM_WORLD,
+        stats: CommStats | None = None,
+        staged: frozenset[str] | None = None,
+        buffers: HostBuffers | None = None,
+    ):
         self.mpi = comm
         self.rank = comm.Get_rank()
         self.size = comm.Get_size()
         self.stats = CommStats() if stats is None else stats
+        self.staged = staged_device_types() if staged is None else staged
+        self.buffers = HostBuffers() if buffers is None else buffers
         self._scalar = np.zeros(1, dtype=np.float64)
 
     def __repr__(self) -> str:
         return f"Comm(rank={self.rank}, size={self.size}, name={self.mpi.Get_name()!r})"
 
+    def path(self, device_type: str) -> str:
+        """How tensors on ``device_type`` reach MPI: "host-staged", "CUDA-aware direct" or "direct"."""
+        if device_type in self.staged:
+            return "host-staged"
+        return "CUDA-aware direct" if device_type == "cuda" else "direct"
+
     # -- communicators -------------------------------------------------------------------
+    def _wrap(self, comm: MPI.Comm) -> Comm:
+        return Comm(comm, self.stats, self.staged, self.buffers)
+
     def Dup(self) -> Comm:
-        return Comm(self.mpi.Dup(), self.stats)
+        return self._wrap(self.mpi.Dup())
 
     def Split(self, color: int, key: int = 0) -> Comm | None:
         """Collective; returns None on ranks that pass ``color=MPI.UNDEFINED``."""
         sub = self.mpi.Split(color, key)
-        return None if sub == MPI.COMM_NULL else Comm(sub, self.stats)
+        return None if sub == MPI.COMM_NULL else self._wrap(sub)
 
     def Free(self) -> None:
         if self.mpi not in (MPI.COMM_WORLD, MPI.COMM_SELF):
             self.mpi.Free()
+
+    # -- the buffers MPI sees ------------------------------------------------------------
+    def _stages(self, buf: Buffer) -> bool:
+        if not isinstance(buf, torch.Tensor):
+            return False
+        if buf.device.type in self.staged:
+            return True
+        if buf.is_cuda:  # handed over directly: MPI knows nothing of torch's stream
+            torch.cuda.current_stream(buf.device).synchronize()
+        return False
+
+    def _read(self, buf: Buffer) -> Buffer:
+        """What MPI reads from ``buf``."""
+        if not self._stages(buf):
+            return buf
+        host = self.buffers.get(SEND, buf)
+        host.copy_(buf)
+        return host
+
+    def _write(self, buf: Buffer) -> Buffer:
+        """Where MPI writes ``buf``'s result; copy it back with `_done`."""
+        return self.buffers.get(RECV, buf) if self._stages(buf) else buf
+
+    def _update(self, buf: Buffer) -> Buffer:
+        """What MPI reads from and writes to ``buf`` (in place); copy it back with `_done`."""
+        if not self._stages(buf):
+            return buf
+        host = self.buffers.get(RECV, buf)
+        host.copy_(buf)
+        return host
+
+    @staticmethod
+    def _done(buf: Buffer, host: Buffer, written: int | None = None) -> None:
+        """Copy MPI's result back into ``buf``: its first ``written`` elements (None: all), so
+        that the part MPI did not write stays as it was, as it does without staging."""
+        if host is buf:
+            return
+        if written is None:
+            buf.copy_(host)
+        else:
+            buf.view(-1)[:written].copy_(host.view(-1)[:written])
 
     # -- blocking collectives ------------------------------------------------------------
     def Barrier(self) -> None:
@@ -65,10 +134,13 @@ class Comm:
         nbytes = sendbuf.nbytes
         t = perf_counter()
         if recvbuf is None:
-            self.mpi.Allreduce(MPI.IN_PLACE, sendbuf, op)
             recvbuf = sendbuf
+            host = self._update(recvbuf)
+            self.mpi.Allreduce(MPI.IN_PLACE, host, op)
         else:
-            self.mpi.Allreduce(sendbuf, recvbuf, op)
+            host = self._write(recvbuf)
+            self.mpi.Allreduce(self._read(sendbuf), host, op)
+        self._done(recvbuf, host)
         self.stats.add("allreduce", nbytes, nbytes, perf_counter() - t)
         return recvbuf
 
@@ -89,25 +161,38 @@ class Comm:
         is_root = self.rank == root
         t = perf_counter()
         if recvbuf is None:
-            self.mpi.Reduce(MPI.IN_PLACE if is_root else sendbuf, sendbuf if is_root else None, op, root)
             recvbuf = sendbuf
+            if is_root:
+                host = self._update(recvbuf)
+                self.mpi.Reduce(MPI.IN_PLACE, host, op, root)
+                self._done(recvbuf, host)
+            else:
+                self.mpi.Reduce(self._read(sendbuf), None, op, root)
         else:
-            self.mpi.Reduce(sendbuf, recvbuf, op, root)
+            host = self._write(recvbuf) if is_root else None
+            self.mpi.Reduce(self._read(sendbuf), host, op, root)
+            if is_root:
+                self._done(recvbuf, host)
         self.stats.add("reduce", nbytes, nbytes if is_root else 0, perf_counter() - t)
         return recvbuf if is_root else None
 
     def Bcast(self, buf: Buffer, root: int = 0) -> Buffer:
         nbytes = buf.nbytes
-        t = perf_counter()
-        self.mpi.Bcast(buf, root)
         is_root = self.rank == root
+        t = perf_counter()
+        host = self._read(buf) if is_root else self._write(buf)
+        self.mpi.Bcast(host, root)
+        if not is_root:
+            self._done(buf, host)
         self.stats.add("bcast", nbytes if is_root else 0, 0 if is_root else nbytes, perf_counter() - t)
         return buf
 
     def Allgatherv(self, sendbuf: Buffer, recvbuf: Buffer, counts: Sequence[int]) -> Buffer:
         """Concatenate each rank's ``counts[r]`` elements, in rank order, on every rank."""
         t = perf_counter()
-        self.mpi.Allgatherv(sendbuf, [recvbuf, (list(counts), _displacements(counts))])
+        host = self._write(recvbuf)
+        self.mpi.Allgatherv(self._read(sendbuf), [host, (list(counts), _displacements(counts))])
+        self._done(recvbuf, host, sum(counts))
         sent = sendbuf.nbytes
         self.stats.add("allgatherv", sent, recvbuf.nbytes - sent, perf_counter() - t)
         return recvbuf
@@ -115,7 +200,9 @@ class Comm:
     def Reduce_scatter(self, sendbuf: Buffer, recvbuf: Buffer, counts: Sequence[int], op: MPI.Op = MPI.SUM) -> Buffer:
         """Sum full-length ``sendbuf`` over ranks; rank r receives only elements of block r."""
         t = perf_counter()
-        self.mpi.Reduce_scatter(sendbuf, recvbuf, list(counts), op)
+        host = self._write(recvbuf)
+        self.mpi.Reduce_scatter(self._read(sendbuf), host, list(counts), op)
+        self._done(recvbuf, host, counts[self.rank])
         self.stats.add("reduce_scatter", sendbuf.nbytes, recvbuf.nbytes, perf_counter() - t)
         return recvbuf
 
@@ -123,7 +210,10 @@ class Comm:
         """Concatenate each rank's elements at ``root`` (recvbuf is ignored elsewhere)."""
         is_root = self.rank == root
         t = perf_counter()
-        self.mpi.Gatherv(sendbuf, [recvbuf, (list(counts), _displacements(counts))] if is_root else None, root)
+        host = self._write(recvbuf) if is_root else None
+        self.mpi.Gatherv(self._read(sendbuf), [host, (list(counts), _displacements(counts))] if is_root else None, root)
+        if is_root:
+            self._done(recvbuf, host, sum(counts))
         sent = sendbuf.nbytes
         self.stats.add("gatherv", sent, recvbuf.nbytes - sent if is_root else 0, perf_counter() - t)
         return recvbuf if is_root else None
@@ -132,7 +222,10 @@ class Comm:
         """Rank r receives ``counts[r]`` consecutive elements of the root's ``sendbuf``."""
         is_root = self.rank == root
         t = perf_counter()
-        self.mpi.Scatterv([sendbuf, (list(counts), _displacements(counts))] if is_root else None, recvbuf, root)
+        host = self._write(recvbuf)
+        send = [self._read(sendbuf), (list(counts), _displacements(counts))] if is_root else None
+        self.mpi.Scatterv(send, host, root)
+        self._done(recvbuf, host, counts[self.rank])
         self.stats.add(
             "scatterv",
             sendbuf.nbytes - recvbuf.nbytes if is_root else 0,
@@ -144,37 +237,14 @@ class Comm:
     # -- point to point (hand-offs between role groups) ------------------------------------
     def Send(self, buf: Buffer, dest: int, tag: int = 0) -> None:
         t = perf_counter()
-        self.mpi.Send(buf, dest, tag)
+        self.mpi.Send(self._read(buf), dest, tag)
         self.stats.add("send", buf.nbytes, 0, perf_counter() - t)
 
     def Recv(self, buf: Buffer, source: int, tag: int = 0) -> Buffer:
         t = perf_counter()
-        self.mpi.Recv(buf, source, tag)
+        host = self._write(buf)
+        status = MPI.Status()
+        self.mpi.Recv(host, source, tag, status)
+        self._done(buf, host, status.Get_count(MPI.BYTE) // buf.itemsize)
         self.stats.add("recv", 0, buf.nbytes, perf_counter() - t)
         return buf
-
-    # -- non-blocking collectives (time counted at initiation; Wait time is the caller's) --
-    def Iallreduce(self, sendbuf: Buffer, recvbuf: Buffer | None = None, op: MPI.Op = MPI.SUM) -> MPI.Request:
-        nbytes = sendbuf.nbytes
-        t = perf_counter()
-        if recvbuf is None:
-            req = self.mpi.Iallreduce(MPI.IN_PLACE, sendbuf, op)
-        else:
-            req = self.mpi.Iallreduce(sendbuf, recvbuf, op)
-        self.stats.add("iallreduce", nbytes, nbytes, perf_counter() - t)
-        return req
-
-    def Ibcast(self, buf: Buffer, root: int = 0) -> MPI.Request:
-        nbytes = buf.nbytes
-        t = perf_counter()
-        req = self.mpi.Ibcast(buf, root)
-        is_root = self.rank == root
-        self.stats.add("ibcast", nbytes if is_root else 0, 0 if is_root else nbytes, perf_counter() - t)
-        return req
-
-    def Iallgatherv(self, sendbuf: Buffer, recvbuf: Buffer, counts: Sequence[int]) -> MPI.Request:
-        t = perf_counter()
-        req = self.mpi.Iallgatherv(sendbuf, [recvbuf, (list(counts), _displacements(counts))])
-        sent = sendbuf.nbytes
-        self.stats.add("iallgatherv", sent, recvbuf.nbytes - sent, perf_counter() - t)
-        return req

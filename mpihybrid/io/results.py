@@ -1,10 +1,10 @@
 """The results file of a run (HDF5, one per run, written by rank 0). Schema: README "Results file".
 
-/           attrs: schema_version, algorithm, world_size, config (JSON), status, error,
+/           attrs: schema_version, algorithm, world_size, device, config (JSON), status, error,
                    mpihybrid_version, mpi_library, started, finished
 /metrics/   equal-length 1-D datasets indexed by ``step`` (NaN where a metric was not measured)
 /comm/<kind>/{calls,payload_bytes,received_bytes,seconds}   one entry per rank
-/memory/    peak_rss_bytes and algorithm-specific byte counts, one entry per rank
+/memory/    peak_rss_bytes, peak_device_bytes and algorithm-specific byte counts, one entry per rank
 /final/     param_sha256 (one hex string per rank), the final metrics as scalars, and
             algorithm counters with one entry per rank (e.g. DeComFL's replayed_rounds)
 """
@@ -48,12 +48,18 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
+def peak_device_bytes() -> int:
+    """Peak bytes torch allocated on this rank's current CUDA device; 0 where CUDA was never used."""
+    return torch.cuda.max_memory_allocated() if torch.cuda.is_initialized() else 0
+
+
 class RunResults:
     """Metrics of one run, kept on every rank's call but stored only on rank 0."""
 
-    def __init__(self, path: str | Path, *, algorithm: str, config_json: str, comm: Comm):
+    def __init__(self, path: str | Path, *, algorithm: str, config_json: str, comm: Comm, device: str = "cpu"):
         self.path = Path(path)
         self.algorithm = algorithm
+        self.device = device  # the device type the ranks computed on: "cpu" or "cuda"
         self.config_json = config_json
         self.comm = comm
         self.started = now()
@@ -94,6 +100,7 @@ class RunResults:
                 schema_version=SCHEMA_VERSION,
                 algorithm=self.algorithm,
                 world_size=self.comm.size,
+                device=self.device,
                 config=self.config_json,
                 status=status,
                 error=error,
@@ -150,7 +157,7 @@ class RunResults:
         mine = {
             "sha": param_sha256(params),
             "values": per_rank or {},
-            "memory": {"peak_rss_bytes": peak_rss_bytes(), **(memory or {})},
+            "memory": {"peak_rss_bytes": peak_rss_bytes(), "peak_device_bytes": peak_device_bytes(), **(memory or {})},
             "comm": {
                 k: (t.calls, t.sent_bytes, t.received_bytes, t.seconds) for k, t in self.comm.stats.by_kind().items()
             },
