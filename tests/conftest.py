@@ -25,5 +25,21 @@ def launch(
         pytest.fail(f"{' '.join(cmd)} hung for more than {timeout}s\nstdout:\n{exc.stdout}\nstderr:\n{exc.stderr}")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``cuda`` skip, saying why, where torch finds no CUDA device: in this process,
+    without an mpirun per MPI test (their ``mpi`` mark is dropped, so pytest-isolate-mpi lets them be)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(
+        reason=f"needs CUDA: torch {torch.__version__} (CUDA build: {torch.version.cuda}) finds no CUDA device"
+    )
+    for item in items:
+        if "cuda" in item.keywords:
+            item.own_markers = [m for m in item.own_markers if m.name != "mpi"]
+            item.add_marker(skip)
+
+
 def explain(proc: subprocess.CompletedProcess) -> str:
     return f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"

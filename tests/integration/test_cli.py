@@ -5,6 +5,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import BIN, REPO, explain, launch
 from mpihybrid.analysis import read_results
@@ -16,6 +17,8 @@ def test_info_reports_ranks_and_mismatches():
     proc = launch(4, "info", "--expect-ranks", "4")
     assert proc.returncode == 0, explain(proc)
     assert "world size: 4" in proc.stdout and "rank 3 of 4" in proc.stdout
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("rank ")]
+    assert len(rows) == 4 and all(": cpu" in row or ": cuda:" in row for row in rows), explain(proc)
     wrong = launch(2, "info", "--expect-ranks", "3")
     assert wrong.returncode == 2 and "expected 3 ranks, MPI reports 2" in wrong.stderr, explain(wrong)
 
@@ -92,6 +95,19 @@ def test_unknown_key_is_one_line_exit_2(tmp_path):
     assert proc.returncode == 2, explain(proc)
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "train.learning_rate" in lines[0] and "unknown key" in lines[0], explain(proc)
+    assert not (tmp_path / "r.h5").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks what a machine without CUDA reports")
+def test_cuda_without_cuda_is_one_line_exit_2(tmp_path):
+    for args in (
+        ["run", "dp-adam", "--config", JOB, "--set", "device.type=cuda", "--out", str(tmp_path / "r.h5")],
+        ["info", "--device", "cuda"],
+    ):
+        proc = launch(2, *args)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1, explain(proc)
+        assert "'device.type': is 'cuda'" in lines[0] and "finds no CUDA device" in lines[0], explain(proc)
     assert not (tmp_path / "r.h5").exists()
 
 

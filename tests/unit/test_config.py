@@ -48,11 +48,21 @@ def test_overrides_are_toml_values():
         parse_override("train.lr")
 
 
-def test_hash_ignores_checkpoint_cadence_only():
+def test_hash_ignores_checkpoint_cadence_and_device_only():
     base = build({})
     assert build({"checkpoint": {"every": 7}}).hash() == base.hash()
+    assert build(apply_overrides({}, ["device.type=cuda", "device.share=true"])).hash() == base.hash()
     assert build({"train": {"lr": 0.5}}).hash() != base.hash()
     assert build({"seed": 1}).hash() != base.hash()
+
+
+def test_device_section():
+    c = build(apply_overrides({}, ["device.type=auto"]))
+    assert (c.device.type, c.device.share) == ("auto", False) and build({}).device.type == "cpu"
+    with pytest.raises(ConfigError, match="'device.type': expected one of 'cpu', 'cuda', 'auto', got 'gpu'"):
+        build({"device": {"type": "gpu"}})
+    with pytest.raises(ConfigError, match="device.share"):
+        build({"device": {"share": "yes"}})
 
 
 def test_read_toml_errors(tmp_path):

@@ -7,25 +7,26 @@ from mpi4py import MPI
 
 from mpihybrid.analysis import analyze, read_results
 from mpihybrid.comm import Comm
-from mpihybrid.io.results import RunResults, param_sha256
+from mpihybrid.io.results import RunResults, param_sha256, peak_device_bytes
 
 
 def test_results_file_schema_and_analyze(tmp_path, capsys):
     comm = Comm(MPI.COMM_SELF)
     comm.Allreduce(np.ones(4))
-    r = RunResults(tmp_path / "r.h5", algorithm="dp-adam", config_json='{"seed": 0}', comm=comm)
+    r = RunResults(tmp_path / "r.h5", algorithm="dp-adam", config_json='{"seed": 0}', comm=comm, device="cuda")
     r.log(1, wall_time=0.1, train_loss=2.0)
     r.log(2, wall_time=0.2, train_loss=1.0, test_accuracy=0.5)
     assert math.isnan(r.metrics["test_accuracy"][0])
     params = [torch.ones(3), torch.zeros(2)]
     r.finish(status="completed", params=params, memory={"optimizer_bytes": 64})
     with h5py.File(tmp_path / "r.h5") as f:
-        assert f.attrs["status"] == "completed" and f.attrs["world_size"] == 1
+        assert f.attrs["status"] == "completed" and f.attrs["world_size"] == 1 and f.attrs["device"] == "cuda"
         for key in ("algorithm", "config", "mpihybrid_version", "mpi_library", "started", "finished"):
             assert f.attrs[key] != ""
         assert list(f["metrics/step"][()]) == [1, 2]
         assert f["comm/allreduce/payload_bytes"][0] == 32 and f["comm/allreduce/calls"][0] == 1
         assert f["memory/optimizer_bytes"][0] == 64 and f["memory/peak_rss_bytes"][0] > 0
+        assert f["memory/peak_device_bytes"][0] == peak_device_bytes()  # 0 where CUDA was never used
         assert f["final/param_sha256"][0].decode() == param_sha256(params)
         assert f["final/test_accuracy"][()] == 0.5
     assert read_results(tmp_path / "r.h5").attrs["algorithm"] == "dp-adam"
