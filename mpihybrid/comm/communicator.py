@@ -24,7 +24,7 @@ from mpi4py import MPI
 from mpihybrid.comm.accounting import CommStats
 from mpihybrid.comm.staging import RECV, SEND, HostBuffers, staged_device_types
 
-Buffer = Any  # a C-contiguous numpy array or torch tensor
+Buffer = Any  # a C-contiguous numpy array, or a contiguous torch tensor on the CPU or a GPU
 
 
 def _displacements(counts: Sequence[int]) -> list[int]:
@@ -84,11 +84,13 @@ class Comm:
 
     # -- the buffers MPI sees ------------------------------------------------------------
     def _stages(self, buf: Buffer) -> bool:
+        """Whether ``buf`` goes through a host buffer. A CUDA tensor that goes to MPI directly is
+        made ready first: MPI knows nothing of torch's streams."""
         if not isinstance(buf, torch.Tensor):
             return False
         if buf.device.type in self.staged:
             return True
-        if buf.is_cuda:  # handed over directly: MPI knows nothing of torch's stream
+        if buf.is_cuda:
             torch.cuda.current_stream(buf.device).synchronize()
         return False
 

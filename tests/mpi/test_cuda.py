@@ -8,6 +8,7 @@ from collective_cases import bits, communicators, counted, run_all
 from mpi4py import MPI
 
 from mpihybrid.comm import Comm, cuda_aware_mpi
+from mpihybrid.comm.staging import RECV
 from mpihybrid.config import DeviceConfig
 from mpihybrid.device import select_device
 from mpihybrid.errors import ConfigError
@@ -34,8 +35,10 @@ def compare_with_cpu(staged: frozenset[str]) -> None:
 def test_cuda_tensors_through_pinned_host_buffers():
     compare_with_cpu(staged=frozenset({"cuda"}))
     probe = Comm(MPI.COMM_WORLD, staged=frozenset({"cuda"}))
-    probe.Allreduce(torch.ones(3, device="cuda"))
-    assert probe.buffers.get(0, torch.ones(3, device="cuda")).is_pinned()
+    t = torch.ones(3, device="cuda")
+    probe.Allreduce(t)  # in place: through the RECV buffer
+    allocated = probe.buffers.allocations
+    assert probe.buffers.get(RECV, t).is_pinned() and probe.buffers.allocations == allocated
     assert peak_device_bytes() > 0
 
 
