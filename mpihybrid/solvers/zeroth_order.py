@@ -1,23 +1,38 @@
 """Zeroth-order kernels: seeded directions, finite-difference scalars, and the ZO-SGD step.
 
-Everything works on one flat float32 parameter vector. A direction is regenerated from its
-seed path whenever it is needed, always on the CPU in float32 with one generator per
-direction, so a client's local step and a server's replay of it produce the same bits.
-The model is never perturbed in place: x + μz is a new tensor (an add-then-subtract restore
-is not exact in float32).
+A direction is regenerated from its seed path whenever it is needed, always on the CPU in
+float32 with one generator per direction, so a client's local step and a server's replay of
+it produce the same bits. Two forms:
+
+- flat: `direction`, `finite_differences`, `SGDRule.step` work on one flat float32 vector and
+  hold every direction as a d-vector; x + μz is a new tensor, so x is never disturbed.
+- in place (`Directions`, `estimate_`, `SGDRule.update_`): the same estimator and rule on a
+  model's own parameter tensors, with no d-sized buffer. A direction is regenerated piece by
+  piece each time it is added (perturb, restore, update), and a perturbation is undone by
+  subtracting it. That restore is not exact in floating point (x + μz − μz differs from x by
+  an ulp here and there), and a copy to restore from would cost d numbers. So an estimate
+  leaves the parameters within rounding of x, not bit for bit: `estimate_` is for a working
+  copy whose outputs are its scalars (DeComFL's local steps, as in its --no-optim path, and
+  MeZO). Models that must agree bit for bit across ranks (the global model, rebuilt clients)
+  are changed only by `SGDRule.update_`, which never perturbs and reads nothing but the
+  parameters, the momentum buffers and (seed path, scalars). A client's local steps 2..K
+  start from its drifted working copy; that moves its own later scalars by rounding only,
+  and those scalars are what every party replays, so agreement is unaffected.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
 from mpihybrid.seeding import Key, torch_generator
 
 LossFn = Callable[[torch.Tensor], float]  # flat parameters -> loss on a fixed batch
+CHUNK = 1 << 20  # elements per drawn piece of an in-place direction: part of its definition, like the seed path
 
 
 def direction(d: int, seed: int, path: Sequence[Key], kind: str = "gaussian") -> torch.Tensor:
@@ -72,3 +87,134 @@ class SGDRule:
         for s, z in zip(scalars.tolist(), directions):
             g.add_(z, alpha=s * inv_p)
         self.apply(x, buf, g, lr)
+
+    @torch.no_grad()
+    def update_(
+        self,
+        params: Sequence[torch.Tensor],
+        bufs: Sequence[torch.Tensor],
+        dirs: Directions,
+        scalars: torch.Tensor,
+        lr: float,
+    ) -> None:
+        """`step` on the tensors themselves, z regenerated piece by piece: x ← x − lr·m with
+        m = momentum·m + (1/P)Σ_p g_p z_p + wd·x. ``bufs`` (a tensor per parameter, d numbers
+        in all) is read only with momentum; pass ``[]`` without. Without momentum this is
+        DeComFL's --no-optim update, x += (−lr·g_p/P)·z_p for p in order, after x *= 1 − lr·wd.
+        """
+        coefs = [s * c / dirs.count for s, c in zip(scalars.tolist(), dirs.scales)]
+        if not self.momentum:
+            if self.weight_decay:
+                for t in params:
+                    t.mul_(1.0 - lr * self.weight_decay)
+            for p, c in enumerate(coefs):
+                for piece, z in dirs.draws(p, params):
+                    piece.add_(z, alpha=-lr * c)
+            return
+        for x, b in zip(_pieces(params), _pieces(bufs)):
+            b.mul_(self.momentum).add_(x, alpha=self.weight_decay)
+        for p, c in enumerate(coefs):
+            for (_, z), b in zip(dirs.draws(p, params), _pieces(bufs)):
+                b.add_(z, alpha=c)
+        for x, b in zip(_pieces(params), _pieces(bufs)):
+            x.add_(b, alpha=-lr)
+
+
+def _pieces(tensors: Sequence[torch.Tensor]) -> Iterator[torch.Tensor]:
+    """Flat views of the tensors in walk order: each tensor in turn, in pieces of at most CHUNK."""
+    for t in tensors:
+        flat = t.view(-1)
+        for start in range(0, flat.numel(), CHUNK):
+            yield flat[start : start + CHUNK]
+
+
+@dataclass(frozen=True)
+class Directions:
+    """The ``count`` directions of one ZO step over tensors of ``sizes`` elements, never stored.
+
+    Direction p is the stream of the generator (seed, *path, p), drawn walking the tensors in
+    order, in pieces of at most CHUNK elements (as MeZO walks its parameters), on the CPU in
+    float32. It depends on the sizes and their order, which every rank shares. ``sphere``
+    rescales to radius sqrt(d) and so needs ‖z_p‖ first: one more regeneration, not a copy.
+    """
+
+    seed: int
+    path: tuple[Key, ...]
+    count: int
+    sizes: tuple[int, ...]
+    kind: str = "gaussian"
+
+    @classmethod
+    def over(
+        cls, params: Sequence[torch.Tensor], seed: int, path: Sequence[Key], count: int, kind: str = "gaussian"
+    ) -> Directions:
+        return cls(seed, tuple(path), count, tuple(t.numel() for t in params), kind)
+
+    def stream(self, p: int) -> Iterator[torch.Tensor]:
+        """z_p piece by piece, in walk order, each piece in the same reused buffer."""
+        gen = torch_generator(self.seed, *self.path, p)
+        scratch = torch.empty(min(CHUNK, max(self.sizes, default=0)), dtype=torch.float32)
+        for n in self.sizes:
+            for start in range(0, n, CHUNK):
+                m = min(CHUNK, n - start)
+                yield torch.randn(m, generator=gen, dtype=torch.float32, out=scratch[:m])
+
+    def draws(self, p: int, params: Sequence[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(piece of the parameters, the same piece of z_p), in walk order."""
+        if tuple(t.numel() for t in params) != self.sizes:
+            raise ValueError(f"directions made for tensor sizes {self.sizes[:4]}... used on other tensors")
+        return zip(_pieces(params), self.stream(p))
+
+    @cached_property
+    def scales(self) -> tuple[float, ...]:
+        """The factor that turns stream p into direction p: 1, or sqrt(d)/‖z_p‖ on the sphere."""
+        if self.kind != "sphere":
+            return (1.0,) * self.count
+        d = sum(self.sizes)
+        return tuple(
+            math.sqrt(d / sum(float(z.square().sum(dtype=torch.float64)) for z in self.stream(p)))
+            for p in range(self.count)
+        )
+
+    def vectors(self, dtype: torch.dtype = torch.float32) -> list[torch.Tensor]:
+        """The directions as explicit d-vectors: what the in-place kernels avoid (tests, benchmarks)."""
+        out = []
+        for p in range(self.count):
+            parts = [torch.zeros(n, dtype=dtype) for n in self.sizes]
+            add_direction_(parts, self, p, 1.0)
+            out.append(torch.cat(parts))
+        return out
+
+
+@torch.no_grad()
+def add_direction_(params: Sequence[torch.Tensor], dirs: Directions, p: int, alpha: float) -> None:
+    """params += alpha·z_p, in place, piece by piece (any float dtype; z is float32)."""
+    a = alpha * dirs.scales[p]
+    for piece, z in dirs.draws(p, params):
+        piece.add_(z, alpha=a)
+
+
+@torch.no_grad()
+def estimate_(
+    params: Sequence[torch.Tensor], loss: Callable[[], float], dirs: Directions, mu: float, estimator: str = "forward"
+) -> tuple[torch.Tensor, float]:
+    """`finite_differences` by perturbing ``params`` in place; ``loss()`` evaluates the model
+    that owns them on a fixed batch. Returns the P scalars and the loss at x (central: the mean
+    of (f(x + μz) + f(x − μz))/2, which costs no extra evaluation). Each perturbation is undone
+    by subtracting it, so the parameters come back within rounding of x (module docstring).
+    """
+    scalars = torch.empty(dirs.count, dtype=torch.float32)
+    f0 = loss() if estimator == "forward" else 0.0
+    for p in range(dirs.count):
+        add_direction_(params, dirs, p, mu)
+        plus = loss()
+        if estimator == "central":
+            add_direction_(params, dirs, p, -2 * mu)
+            minus = loss()
+            add_direction_(params, dirs, p, mu)
+            scalars[p] = (plus - minus) / (2 * mu)
+            f0 += (plus + minus) / (2 * dirs.count)
+        else:
+            add_direction_(params, dirs, p, -mu)
+            scalars[p] = (plus - f0) / mu
+    return scalars, f0
