@@ -161,3 +161,10 @@ class PromptClassifier(nn.Module):
         positions = (mask.cumsum(-1) - 1).clamp_min(0)
         out = self.lm(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False, logits_to_keep=1)
         return out.logits[:, -1, self.label_tokens].float()
+
+
+def prompt_classifier(path: str, words: Sequence[str], **load: Any) -> PromptClassifier:
+    """The model in ``path`` scoring ``words`` (one class each); ``load`` as for `load_causal_lm`.
+    The words are checked against the tokenizer before any weight is read."""
+    tokens = label_token_ids(load_tokenizer(path), words)
+    return PromptClassifier(load_causal_lm(path, **load), tokens)

@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file  # noqa: E402
 from mpihybrid.data.text import encode  # noqa: E402
 from mpihybrid.errors import ConfigError  # noqa: E402
 from mpihybrid.models import evaluation_sums  # noqa: E402
-from mpihybrid.models.hf import PromptClassifier, label_token_ids, load_causal_lm, load_tokenizer  # noqa: E402
+from mpihybrid.models.hf import label_token_ids, load_causal_lm, load_tokenizer, prompt_classifier  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +24,7 @@ def ckpt(tmp_path_factory):
 
 
 def _classifier(path, **kw):
-    tok = load_tokenizer(str(path))
-    return tok, PromptClassifier(load_causal_lm(str(path), **kw), label_token_ids(tok, [" bad", " good"]))
+    return load_tokenizer(str(path)), prompt_classifier(str(path), [" bad", " good"], **kw)
 
 
 PROMPTS = ["a good film It was", "the plot was long and the actors dull . It was", "fun It was"]

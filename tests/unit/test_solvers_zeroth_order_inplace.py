@@ -113,7 +113,7 @@ def test_bfloat16_parameters_take_float32_directions():
 # process, over the peak after a warm-up evaluation; then, as a control that the measurement
 # sees a d-sized buffer, the same for one d-sized tensor.
 _MEMORY_PROBE = r"""
-import json, resource, sys
+import json, sys
 import torch
 from torch import nn
 from mpihybrid.solvers.zeroth_order import Directions, SGDRule, estimate_
@@ -128,8 +128,9 @@ xb, yb = torch.randn(8, 2236), torch.randint(0, 2236, (8,))
 def loss():
     return float(nn.functional.cross_entropy(model(xb), yb))
 
-def peak():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def peak():  # VmHWM, not ru_maxrss: a child's ru_maxrss starts at its parent's (fork keeps it)
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
 
 with torch.no_grad():
     loss()
@@ -155,4 +156,5 @@ def test_peak_memory_of_a_step_does_not_grow_with_p():
     assert one["d"] > 19_000_000
     for r in (one, twenty):
         assert r["control"] > 0.9 * model_bytes, r  # the probe does see one d-sized float32 buffer
-        assert r["step"] < 0.25 * model_bytes, r  # a step allocates none, at P = 1 as at P = 20
+        assert r["step"] < 0.5 * model_bytes, r  # a step allocates none (measured: 8-16 MiB of allocator slack)
+    assert abs(twenty["step"] - one["step"]) < 0.25 * model_bytes, (one, twenty)  # 20 directions cost no more
