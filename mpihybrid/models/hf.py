@@ -103,7 +103,9 @@ def load_causal_lm(
     from transformers.utils import logging
 
     check_checkpoint(path, allow_pickle)
+    # A batch job's log gets no progress bars, and a bad checkpoint one line (ours), not a load report.
     logging.disable_progress_bar()
+    logging.set_verbosity_error()
     try:
         model, info = AutoModelForCausalLM.from_pretrained(
             path,
