@@ -160,10 +160,11 @@ class Directions:
                 yield torch.randn(m, generator=gen, dtype=torch.float32, out=scratch[:m])
 
     def draws(self, p: int, params: Sequence[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """(piece of the parameters, the same piece of z_p), in walk order."""
+        """(piece of the parameters, the same piece of z_p on the piece's device), in walk order:
+        drawn on the CPU and copied, so ranks with other devices draw the same bits."""
         if tuple(t.numel() for t in params) != self.sizes:
             raise ValueError(f"directions made for tensor sizes {self.sizes[:4]}... used on other tensors")
-        return zip(_pieces(params), self.stream(p))
+        return ((piece, z.to(piece.device)) for piece, z in zip(_pieces(params), self.stream(p)))
 
     @cached_property
     def scales(self) -> tuple[float, ...]:
