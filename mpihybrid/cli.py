@@ -164,9 +164,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     except UsageError as exc:
         message = f"mpihybrid: error: {exc}"
     message = _agree(world.mpi, message)
+    device = None
     if message is None:
         try:  # collective, and every rank decides alike: refuses a [device] the job cannot have, binds the GPU
-            select_device(world, config.device)
+            device = select_device(world, config.device)
         except UsageError as exc:
             message = f"mpihybrid: error: {exc}"
     if message:
@@ -181,6 +182,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         out=args.out,
         checkpoint_dir=args.checkpoint,
         resumed=resumed,
+        device=device,
     )
     if resumed is not None:
         from mpihybrid.io.checkpoint import restore_global_rng

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from mpihybrid.comm import Comm
 from mpihybrid.config import Config
+from mpihybrid.device import CPU
 from mpihybrid.io.checkpoint import Restored, State, list_checkpoints, save_checkpoint
 from mpihybrid.io.results import STATUS_COMPLETED, STATUS_FAILED, RunResults
 
@@ -56,13 +57,17 @@ class Run:
         out: str | Path,
         checkpoint_dir: str | Path | None,
         resumed: Restored | None,
+        device: torch.device = CPU,
     ):
         self.algorithm = algorithm
         self.config = config
         self.world = world
+        self.device = device  # where this rank computes (docs/gpu.md); checkpoints hold host copies
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.resumed = resumed
-        self.results = RunResults(out, algorithm=algorithm, config_json=config.to_json(), comm=world)
+        self.results = RunResults(
+            out, algorithm=algorithm, config_json=config.to_json(), comm=world, device=device.type
+        )
         self.start_step = 0
         if resumed is not None:
             self.start_step = resumed.step
