@@ -9,10 +9,13 @@
 #   MPIEXEC=mpiexec          launcher; e.g. "srun --mpi=pmi2" inside a Slurm allocation
 #   RUN_DIR=runs/ALGO-NAME   where config.toml, results.h5, checkpoints/ and logs/rank-<r>.log go
 #   MPIHYBRID=mpihybrid      the command (e.g. ".venv/bin/mpihybrid")
-# A resumed run must use the same config and --set values and the same NP.
+# The first run copies CONFIG to RUN_DIR/config.toml and records the --set arguments in
+# RUN_DIR/overrides (one per line); later runs reuse both, so a requeued job needs no
+# arguments repeated. Passing different --set values to an existing RUN_DIR is refused
+# (exit 2): start a new RUN_DIR instead. A resumed run must use the same NP.
 set -euo pipefail
 if [ $# -lt 2 ]; then
-    sed -n '2,13p' "$0" >&2
+    sed -n '2,16p' "$0" >&2
     exit 2
 fi
 algo=$1
@@ -21,6 +24,18 @@ shift 2
 run_dir=${RUN_DIR:-runs/$algo-$(basename "$config" .toml)}
 mkdir -p "$run_dir"
 [ -f "$run_dir/config.toml" ] || cp "$config" "$run_dir/config.toml"
+if [ -f "$run_dir/overrides" ]; then
+    mapfile -t recorded < "$run_dir/overrides"
+    if [ $# -gt 0 ] && [ "$*" != "${recorded[*]}" ]; then
+        echo "mpihybrid job: $run_dir was started with overrides '${recorded[*]}', not '$*';" \
+            "use a new RUN_DIR for other settings" >&2
+        exit 2
+    fi
+    set -- "${recorded[@]}"
+else
+    : > "$run_dir/overrides"
+    [ $# -eq 0 ] || printf '%s\n' "$@" > "$run_dir/overrides"
+fi
 resume=()
 if compgen -G "$run_dir/checkpoints/checkpoint-*.h5" > /dev/null; then
     resume=(--resume)

@@ -33,14 +33,16 @@ def test_every_algorithm_has_a_config_and_a_launcher():
         assert list((REPO / "jobs" / algo).glob("*.toml")), algo
 
 
-def test_launcher_resumes_after_a_crash(tmp_path):
+def test_launcher_resumes_after_a_crash_with_the_recorded_overrides(tmp_path):
     args = ["--set", "train.steps=300", "--set", "train.eval_every=100", "--set", "checkpoint.every=100"]
     script = REPO / "jobs" / "dp-adam" / "run.sh"
     whole = launch_job(script, tmp_path / "whole", *args)
     assert whole.returncode == 0, explain(whole)
     crash = launch_job(script, tmp_path / "run", *args, env={"MPIHYBRID_FAULT": "1:250"})
     assert crash.returncode != 0
-    again = launch_job(script, tmp_path / "run", *args)
+    other = launch_job(script, tmp_path / "run", "--set", "train.steps=400")
+    assert other.returncode == 2 and "train.steps=300" in other.stderr, explain(other)
+    again = launch_job(script, tmp_path / "run")  # a requeue repeats no arguments: the recorded ones are used
     assert again.returncode == 0 and "resuming" in again.stderr, explain(again)
     assert sha(tmp_path / "run" / "results.h5") == sha(tmp_path / "whole" / "results.h5")
     logs = (tmp_path / "run" / "logs" / "rank-1.log").read_text()
