@@ -24,6 +24,8 @@ class FOSIConfig:
     clip_max: float = 3.0  # c_max (FOSI-Adam always uses 1)
     curvature_batch: int = 0  # samples of the fixed curvature batch; 0 = train.batch_size
     hvp: HVPMethod = "forward-over-reverse"
+    warm_start: bool = False  # start each refresh's Lanczos from the installed top eigenvectors
+    warm_lanczos_steps: int = 0  # m of a warm-started refresh; 0 = lanczos_steps
 
     def check(self) -> None:
         require(self.k >= 1, "fosi.k", f"must be >= 1, got {self.k}")
@@ -32,6 +34,11 @@ class FOSIConfig:
             self.lanczos_steps == 0 or self.lanczos_steps >= self.k + self.l,
             "fosi.lanczos_steps",
             f"{self.lanczos_steps} Lanczos steps cannot give k + ℓ = {self.k + self.l} eigenpairs",
+        )
+        require(
+            self.warm_lanczos_steps == 0 or self.warm_lanczos_steps >= self.k + self.l,
+            "fosi.warm_lanczos_steps",
+            f"{self.warm_lanczos_steps} Lanczos steps cannot give k + ℓ = {self.k + self.l} eigenpairs",
         )
         require(self.refresh_every >= 1, "fosi.refresh_every", f"T must be >= 1, got {self.refresh_every}")
         require(self.warmup >= 0, "fosi.warmup", f"must be >= 0, got {self.warmup}")
@@ -44,6 +51,10 @@ class FOSIConfig:
     def lanczos_iterations(self) -> int:
         """m, the Lanczos iterations per refresh (not to be confused with train.steps)."""
         return self.lanczos_steps or 4 * (self.k + self.l)
+
+    def iterations(self, warm: bool) -> int:
+        """m of one refresh: ``warm_lanczos_steps`` when it starts from installed eigenvectors."""
+        return (self.warm_lanczos_steps or self.lanczos_iterations) if warm else self.lanczos_iterations
 
     @property
     def pairs(self) -> int:

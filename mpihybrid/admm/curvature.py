@@ -47,8 +47,11 @@ class Curvature:
         theta = self.work.theta
         self.hvp()(theta.detach().clone(), torch.zeros_like(theta))
 
-    def compute(self, theta: torch.Tensor, refresh: int) -> tuple[np.ndarray, np.ndarray]:
-        """Sharded Lanczos on the HVP at θ; returns (values, this rank's block of the vectors)."""
+    def compute(
+        self, theta: torch.Tensor, refresh: int, warm: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Sharded Lanczos on the HVP at θ, started towards ``warm`` (full length) when given;
+        returns (values, this rank's block of the vectors)."""
         comm, f, n = self.comm, self.fosi, self.work.n
         hvp = self.hvp()
         split = blocks(n, comm.size)
@@ -62,9 +65,10 @@ class Curvature:
             comm.Reduce_scatter(hv, mine, split.counts)
             return mine
 
-        m = f.lanczos_iterations
+        m = f.iterations(warm is not None)
+        seed = derive_seed(self.seed, "lanczos", refresh)
         with comm.stats.label("lanczos"):
-            ritz = lanczos(matvec, n, m, f.k, f.l, seed=derive_seed(self.seed, "lanczos", refresh), comm=comm)
+            ritz = lanczos(matvec, n, m, f.k, f.l, seed=seed, comm=comm, warm=warm)
         self.basis_bytes = (m * split.counts[comm.rank] + m**2) * 8
         if not np.isfinite(ritz.values).all():
             raise FloatingPointError(f"non-finite eigenvalues {ritz.values}")

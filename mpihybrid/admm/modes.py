@@ -45,7 +45,7 @@ class SyncTraining(Algorithm):
         t0, f, world = time.perf_counter(), self.config.fosi, self.run.world
         row = {}
         if refresh_due(step, f.first, f.refresh_every):
-            self.update.install(*self.curvature.compute(self.work.theta, step))
+            self.update.install(*self.curvature.compute(self.work.theta, step, self.update.warm_vector()))
             row["curvature_staleness"] = 0.0
         loss = world.allreduce_scalar(self.update.train_step(step)) / world.size
         row.update(train_loss=loss, step_seconds=time.perf_counter() - t0)
@@ -105,7 +105,7 @@ class OverlapUpdate(Algorithm):
         self.work = Workload(run.config)
         self.update = UpdateSide(self.work, topo.comm)
         f = run.config.fosi
-        self.hand = UpdateEnd(run.world, topo.comm, topo.leader("curvature"), self.work.n, f.pairs)
+        self.hand = UpdateEnd(run.world, topo.comm, topo.ranks("curvature"), self.work.n, f.pairs)
         self.flags = np.zeros(2)  # [this rank's loss, "C's result arrived" at U's first rank]
         self.last_step = 0
 
@@ -118,8 +118,9 @@ class OverlapUpdate(Algorithm):
             hand.pending = None
             row["curvature_staleness"] = float(step - snapshot)
         if refresh_due(step, f.first, f.refresh_every) and hand.in_flight is None and hand.pending is None:
+            warm = self.update.warm_vector()
             if hand.is_root:
-                hand.send(CURVATURE, step, self.work.theta)
+                hand.send(CURVATURE, step, self.work.theta, warm)
             hand.in_flight = step
         self.flags[:] = [self.update.train_step(step), float(hand.is_root and hand.arrived())]
         u.Allreduce(self.flags)
@@ -183,19 +184,18 @@ class CurvatureService(Algorithm):
         self.topo = topo
         self.work = Workload(run.config)
         self.curvature = Curvature(self.work, topo.comm)
-        self.end = CurvatureEnd(run.world, topo.comm, topo.leader("update"))
+        self.end = CurvatureEnd(run.world, topo.comm, topo.ranks("update"), self.work.n)
 
     def serve(self) -> str:
         """Collective over C (and the world at checkpoints): returns the final error text."""
         while True:
-            kind, step = self.end.next_task(self.work.theta)
+            kind, step, warm = self.end.next_task(self.work.theta)
             if kind == CHECKPOINT:
                 self.run.save(step, State())
             elif kind == STOP:
                 return "diverged" if step < 0 else ""
             else:
-                values, block = self.curvature.compute(self.work.theta, step)
-                self.end.send_result(values, block, self.work.n)
+                self.end.send_result(*self.curvature.compute(self.work.theta, step, warm))
 
     def train(self) -> None:
         self.curvature.warm_up()

@@ -45,12 +45,22 @@ class _Serial:
 
 
 def lanczos(
-    matvec: Callable[[np.ndarray], np.ndarray], n: int, m: int, k: int, l: int = 0, *, seed: int = 0, comm: Any = None
+    matvec: Callable[[np.ndarray], np.ndarray],
+    n: int,
+    m: int,
+    k: int,
+    l: int = 0,
+    *,
+    seed: int = 0,
+    comm: Any = None,
+    warm: np.ndarray | None = None,
 ) -> Ritz:
     """The k largest and ℓ smallest Ritz pairs after at most m steps (m is capped at n).
 
     ``comm`` is a `Comm` (sharded) or None (serial); the start vector is drawn from ``seed``
-    in full on every rank, so the result does not depend on the number of ranks.
+    in full on every rank, so the result does not depend on the number of ranks. ``warm``
+    (full length, the same on every rank) is added to it with equal weight: a Krylov space
+    started near the previous top eigenvectors finds the new ones in fewer steps.
     """
     if k + l > min(m, n):
         raise ValueError(f"k + ℓ = {k + l} Ritz pairs need at least that many Lanczos steps; m = {m}, n = {n}")
@@ -62,6 +72,9 @@ def lanczos(
     T = np.zeros((m, m))
     x = np.random.default_rng(seed).standard_normal(n)
     x /= np.linalg.norm(x)
+    if warm is not None and np.linalg.norm(warm) > 0:
+        x += warm / np.linalg.norm(warm)
+        x /= np.linalg.norm(x)
     Q[0] = x[block]
     steps = m
     for i in range(m):

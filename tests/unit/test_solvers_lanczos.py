@@ -34,3 +34,18 @@ def test_lanczos_breakdown_before_k_plus_l_steps_returns_what_it_has():
     ritz = lanczos(lambda x: A @ x, 6, 6, k=3, l=1, seed=0)
     assert ritz.iterations < 4 and len(ritz.values) == ritz.vectors.shape[0] <= ritz.iterations
     assert np.isclose(ritz.values[-1], 5.0)
+
+
+def test_warm_start_from_nearby_top_vectors_needs_fewer_steps():
+    rng = np.random.default_rng(2)
+    Qm, _ = np.linalg.qr(rng.standard_normal((400, 400)))
+    spectrum = np.concatenate([rng.uniform(0, 1, 390), np.linspace(2, 3, 10)])
+    A = Qm @ np.diag(spectrum) @ Qm.T
+    top = Qm[:, -10:] + 0.01 * rng.standard_normal((400, 10))  # the previous refresh's vectors, slightly off
+    exact = np.sort(spectrum)[-10:]
+
+    def error(**warm):
+        return np.abs(lanczos(lambda x: A @ x, 400, 20, k=10, seed=0, **warm).values - exact).max()
+
+    cold, warm = error(), error(warm=top.sum(1))
+    assert warm < 0.2 * cold, (warm, cold)
