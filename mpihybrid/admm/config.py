@@ -24,8 +24,11 @@ class FOSIConfig:
     clip_max: float = 3.0  # c_max (FOSI-Adam always uses 1)
     curvature_batch: int = 0  # samples of the fixed curvature batch; 0 = train.batch_size
     hvp: HVPMethod = "forward-over-reverse"
-    warm_start: bool = False  # start each refresh's Lanczos from the installed top eigenvectors
+    solver: Literal["lanczos", "subspace"] = "lanczos"  # subspace: block iteration with vmapped HVPs
+    subspace_sweeps: int = 8  # q: block products per refresh (plus one for Rayleigh–Ritz)
+    warm_start: bool = False  # start each refresh from the previous refresh's top eigenvectors
     warm_lanczos_steps: int = 0  # m of a warm-started refresh; 0 = lanczos_steps
+    warm_subspace_sweeps: int = 0  # q of a warm-started refresh; 0 = subspace_sweeps
 
     def check(self) -> None:
         require(self.k >= 1, "fosi.k", f"must be >= 1, got {self.k}")
@@ -40,6 +43,13 @@ class FOSIConfig:
             "fosi.warm_lanczos_steps",
             f"{self.warm_lanczos_steps} Lanczos steps cannot give k + ℓ = {self.k + self.l} eigenpairs",
         )
+        require(self.subspace_sweeps >= 1, "fosi.subspace_sweeps", f"must be >= 1, got {self.subspace_sweeps}")
+        require(self.warm_subspace_sweeps >= 0, "fosi.warm_subspace_sweeps", "must be >= 0")
+        require(
+            self.solver == "lanczos" or self.l == 0,
+            "fosi.l",
+            "the subspace solver finds top eigenpairs only; use solver = 'lanczos' for ℓ > 0",
+        )
         require(self.refresh_every >= 1, "fosi.refresh_every", f"T must be >= 1, got {self.refresh_every}")
         require(self.warmup >= 0, "fosi.warmup", f"must be >= 0, got {self.warmup}")
         require(self.alpha > 0, "fosi.alpha", f"must be > 0, got {self.alpha}")
@@ -53,7 +63,10 @@ class FOSIConfig:
         return self.lanczos_steps or 4 * (self.k + self.l)
 
     def iterations(self, warm: bool) -> int:
-        """m of one refresh: ``warm_lanczos_steps`` when it starts from installed eigenvectors."""
+        """Lanczos steps m, or subspace sweeps q, of one refresh (the warm ones when it starts
+        from the previous refresh's eigenvectors)."""
+        if self.solver == "subspace":
+            return (self.warm_subspace_sweeps or self.subspace_sweeps) if warm else self.subspace_sweeps
         return (self.warm_lanczos_steps or self.lanczos_iterations) if warm else self.lanczos_iterations
 
     @property

@@ -3,10 +3,9 @@
 Tasks go between the first rank of each group (world ranks ``u_ranks[0]`` and ``c_ranks[0]``),
 which shares them inside its own group. Messages, in order:
 
-1. U → C, tag TASK: a header int64 [kind, step, warm]:
-   - CURVATURE: then θ (float32, n) and, when ``warm`` is 1, the warm-start vector (float64, n;
-     `UpdateSide.warm_vector`), with the same tag. C broadcasts them inside C, runs the sharded
-     Lanczos at θ while U keeps training, and answers with step 2.
+1. U → C, tag TASK: a header int64 [kind, step]:
+   - CURVATURE: then θ (float32, n) with the same tag. C broadcasts both inside C, runs the
+     sharded curvature at θ while U keeps training, and answers with step 2.
    - CHECKPOINT: header only. Every C rank joins the (world-collective) checkpoint of ``step``.
      U sends it only when no curvature is in flight, so no result crosses a checkpoint.
    - STOP: then the final θ. C installs it (its hash goes into the results file) and ends;
@@ -59,15 +58,13 @@ class UpdateEnd:
         self.pending: tuple[int, np.ndarray, np.ndarray] | None = None  # (snapshot step, values, block)
         self.is_root = update.rank == 0
 
-    def send(self, kind: int, step: int, theta: torch.Tensor | None = None, warm: np.ndarray | None = None) -> None:
-        """U's first rank: send a task (θ for CURVATURE and STOP, and the warm-start vector if any)."""
-        header = np.array([kind, step, warm is not None], dtype=np.int64)
+    def send(self, kind: int, step: int, theta: torch.Tensor | None = None) -> None:
+        """U's first rank: send a task (θ for CURVATURE and STOP)."""
+        header = np.array([kind, step], dtype=np.int64)
         with self.world.stats.label("handoff"):
             self.world.Send(header, self.c_root, TAG_TASK)
             if theta is not None:
                 self.world.Send(theta.detach().clone(), self.c_root, TAG_TASK)
-            if warm is not None:
-                self.world.Send(warm, self.c_root, TAG_TASK)
 
     def arrived(self) -> bool:
         """U's first rank: have C's eigenvalues for the in-flight task arrived (non-blocking)?"""
@@ -99,27 +96,21 @@ class CurvatureEnd:
     def __init__(self, world: Comm, curvature: Comm, u_ranks: list[int], n: int):
         self.world, self.curvature, self.u_ranks, self.n = world, curvature, u_ranks, n
         self.u_root = u_ranks[0]
-        self.warm = np.empty(n)
 
-    def next_task(self, theta: torch.Tensor) -> tuple[int, int, np.ndarray | None]:
-        """Collective over C: wait for U's next task; θ is received into ``theta`` when one comes.
-        Returns (kind, step, warm-start vector or None)."""
-        c, header = self.curvature, np.empty(3, dtype=np.int64)
+    def next_task(self, theta: torch.Tensor) -> tuple[int, int]:
+        """Collective over C: wait for U's next task; θ is received into ``theta`` when one comes."""
+        c, header = self.curvature, np.empty(2, dtype=np.int64)
         if c.rank == 0:
             while not self.world.mpi.Iprobe(self.u_root, TAG_TASK):
                 time.sleep(IDLE_SLEEP)
             self.world.Recv(header, self.u_root, TAG_TASK)
         c.Bcast(header)
-        kind, step, warm = (int(h) for h in header)
+        kind, step = int(header[0]), int(header[1])
         if kind != CHECKPOINT:
             if c.rank == 0:
                 self.world.Recv(theta, self.u_root, TAG_TASK)
             c.Bcast(theta)
-        if warm:
-            if c.rank == 0:
-                self.world.Recv(self.warm, self.u_root, TAG_TASK)
-            c.Bcast(self.warm)
-        return kind, step, self.warm if warm else None
+        return kind, step
 
     def send_result(self, values: np.ndarray, block: np.ndarray) -> None:
         """C's first rank sends the values; every C rank sends each U rank its rows of ``block``."""

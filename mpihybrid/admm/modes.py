@@ -29,6 +29,7 @@ from mpihybrid.comm import Topology
 from mpihybrid.config import Config, require
 from mpihybrid.harness import Diverged, Run, check_finite
 from mpihybrid.io.checkpoint import State
+from mpihybrid.io.state import nest, subtree
 from mpihybrid.solvers.fosi import refresh_due
 
 
@@ -45,7 +46,7 @@ class SyncTraining(Algorithm):
         t0, f, world = time.perf_counter(), self.config.fosi, self.run.world
         row = {}
         if refresh_due(step, f.first, f.refresh_every):
-            self.update.install(*self.curvature.compute(self.work.theta, step, self.update.warm_vector()))
+            self.update.install(*self.curvature.compute(self.work.theta, step))
             row["curvature_staleness"] = 0.0
         loss = world.allreduce_scalar(self.update.train_step(step)) / world.size
         row.update(train_loss=loss, step_seconds=time.perf_counter() - t0)
@@ -56,10 +57,13 @@ class SyncTraining(Algorithm):
         return self.update.evaluate()
 
     def state(self) -> State:
-        return self.update.state()
+        state = self.update.state()
+        state.local.update(nest("curvature", self.curvature.state()))
+        return state
 
     def load_state(self, state: State) -> None:
         self.update.load_state(state)
+        self.curvature.load_state(subtree(state.local, "curvature"))
 
     def parameters(self) -> list[torch.Tensor]:
         return self.work.params
@@ -118,9 +122,8 @@ class OverlapUpdate(Algorithm):
             hand.pending = None
             row["curvature_staleness"] = float(step - snapshot)
         if refresh_due(step, f.first, f.refresh_every) and hand.in_flight is None and hand.pending is None:
-            warm = self.update.warm_vector()
             if hand.is_root:
-                hand.send(CURVATURE, step, self.work.theta, warm)
+                hand.send(CURVATURE, step, self.work.theta)
             hand.in_flight = step
         self.flags[:] = [self.update.train_step(step), float(hand.is_root and hand.arrived())]
         u.Allreduce(self.flags)
@@ -189,15 +192,17 @@ class CurvatureService(Algorithm):
     def serve(self) -> str:
         """Collective over C (and the world at checkpoints): returns the final error text."""
         while True:
-            kind, step, warm = self.end.next_task(self.work.theta)
+            kind, step = self.end.next_task(self.work.theta)
             if kind == CHECKPOINT:
-                self.run.save(step, State())
+                self.run.save(step, State({}, nest("curvature", self.curvature.state())))
             elif kind == STOP:
                 return "diverged" if step < 0 else ""
             else:
-                self.end.send_result(*self.curvature.compute(self.work.theta, step, warm))
+                self.end.send_result(*self.curvature.compute(self.work.theta, step))
 
     def train(self) -> None:
+        if self.run.resumed is not None:
+            self.curvature.load_state(subtree(self.run.resumed.state.local, "curvature"))
         self.curvature.warm_up()
         error = self.serve()
         self.topo.free()

@@ -93,16 +93,6 @@ class UpdateSide:
     def evaluate(self) -> dict[str, float]:
         return self.test.evaluate(self.work.model)
 
-    def warm_vector(self) -> np.ndarray | None:
-        """Collective: the sum of the installed top-k eigenvectors in full (float64), the start
-        of the next Lanczos with ``fosi.warm_start``; None before the first curvature or without it."""
-        core = self.core
-        if not self.config.fosi.warm_start or core.V is None:
-            return None
-        full = np.empty(self.work.n)
-        self.comm.Allgatherv(core.V[len(core.values) - core.k :].sum(0).double().numpy(), full, self.split.counts)
-        return full
-
     def install(self, values: np.ndarray, vectors_block: np.ndarray) -> None:
         self.core.set_curvature(values, vectors_block)
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Literal
 
 import torch
-from torch.func import grad, jvp
+from torch.func import grad, jvp, vmap
 
 HVPMethod = Literal["forward-over-reverse", "double-backward"]
 
@@ -47,3 +47,15 @@ def hvp_function(
         return double_backward(theta, v)
 
     return forward_over_reverse
+
+
+def block_hvp(
+    hvp: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], theta: torch.Tensor, vectors: torch.Tensor
+) -> torch.Tensor:
+    """∇²loss(θ)·vᵢ for every row vᵢ of ``vectors`` in one vmapped pass; one product at a time,
+    with a warning, where the model's ops have no batching rule."""
+    try:
+        return vmap(lambda v: hvp(theta, v))(vectors)
+    except (RuntimeError, NotImplementedError) as exc:
+        warnings.warn(f"vmapped HVP failed ({exc}); one vector at a time", RuntimeWarning, stacklevel=2)
+        return torch.stack([hvp(theta, v) for v in vectors])

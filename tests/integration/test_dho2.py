@@ -49,7 +49,7 @@ WARM = ["--set", "fosi.warm_start=true", "--set", "fosi.warm_lanczos_steps=8"]
     "ranks, mode, extra",
     [
         (2, "sync", []),
-        (4, "sync", WARM),
+        (4, "sync", [*WARM, "--set", "fosi.solver='subspace'", "--set", "fosi.warm_subspace_sweeps=2"]),
         (2, "overlap", []),
         (3, "overlap", WARM),  # C's one block goes to U's two ranks, half to each
     ],
