@@ -1,9 +1,10 @@
 """dp-adam's step at 1 rank against a plain single-process torch loop of the same model.
 
-    .venv/bin/python bench/dp_step.py [--device cpu|cuda] [--steps 200] [--out bench/results/dp_step]
+    .venv/bin/python bench/dp_step.py [--device cpu|cuda] [--steps 200] [--threads 1] [--out bench/results/dp_step]
 
 Both run in this process (an MPI world of 1) on the same device, data, batch size and thread
-count, their steps interleaved so that load drifts hit both. dp-adam's step is
+count (``train.threads``, default 1: on a shared machine more threads mostly measure the
+neighbours), their steps interleaved so that load drifts hit both. dp-adam's step is
 `DataParallel.step`: derived batch indices, the forward/backward, the Allreduce of the flat
 gradient, Adam, and the Allreduce of the loss. The plain loop indexes a fresh random batch,
 runs forward/backward and Adam, and nothing else. The ratio (dp-adam / plain, medians) is the
@@ -47,9 +48,12 @@ def timed(fn, device: torch.device) -> float:
     return time.perf_counter() - t
 
 
-def measure(hidden: str, device: torch.device, steps: int, workdir: Path) -> tuple[int, float, float, int]:
+def measure(
+    hidden: str, device: torch.device, steps: int, threads: int, workdir: Path
+) -> tuple[int, float, float, int]:
     """(parameters, dp-adam step, plain step, threads): median seconds over ``steps`` interleaved steps."""
-    config = build_config(apply_overrides(read_toml(JOB), [f"model.hidden={hidden}"]), sections(load("dp-adam")))
+    overrides = [f"model.hidden={hidden}", f"train.threads={threads}"]
+    config = build_config(apply_overrides(read_toml(JOB), overrides), sections(load("dp-adam")))
     run = Run(
         algorithm="dp-adam",
         config=config,
@@ -84,7 +88,7 @@ def measure(hidden: str, device: torch.device, steps: int, workdir: Path) -> tup
     return params, statistics.median(dp_times), statistics.median(plain_times), threads
 
 
-def table(device: torch.device, steps: int) -> list[str]:
+def table(device: torch.device, steps: int, threads: int) -> list[str]:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "2-core shared CPU (this VM)"
     section = 1 if device.type == "cpu" else 2
     lines = [
@@ -99,9 +103,9 @@ def table(device: torch.device, steps: int) -> list[str]:
     ]
     with tempfile.TemporaryDirectory() as tmp:
         for hidden, model in MODELS.items():
-            params, dp, plain, threads = measure(hidden, device, steps, Path(tmp))
+            params, dp, plain, used = measure(hidden, device, steps, threads, Path(tmp))
             lines.append(
-                f"| MLP {model} | {params:,} | {threads} | {dp * 1e3:.3f} ms | {plain * 1e3:.3f} ms "
+                f"| MLP {model} | {params:,} | {used} | {dp * 1e3:.3f} ms | {plain * 1e3:.3f} ms "
                 f"| **{dp / plain:.2f}×** |"
             )
     return lines
@@ -111,6 +115,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of both loops")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "dp_step")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -119,7 +124,7 @@ def main() -> None:
         args.out,
         "dp-adam step vs a plain torch loop",
         "`.venv/bin/python bench/dp_step.py [--device cuda]`: every number below was measured by that command.",
-        {args.device: lambda: table(device, args.steps)},
+        {args.device: lambda: table(device, args.steps, args.threads)},
         [args.device],
     )
 

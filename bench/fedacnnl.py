@@ -15,6 +15,7 @@ Writes every run's results file under --out and a markdown table to --out/README
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from pathlib import Path
@@ -244,6 +245,8 @@ def gram_rate(device: torch.device) -> list[str]:
         "",
         f"## {5 if device.type == 'cpu' else 6}. Gram accumulation vs torch.matmul on the {where} "
         f"(same shapes, float64, this process, medians of 15)",
+        "",
+        f"{torch.get_num_threads()} torch threads; load average at the start: {os.getloadavg()[0]:.1f}.",
         "",
         "| rows × d × c | accumulate | matmul AᵀA + AᵀZ | rate vs matmul |",
         "|---|---|---|---|",

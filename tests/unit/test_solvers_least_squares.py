@@ -90,3 +90,19 @@ def test_no_positive_spectrum_and_nan_are_errors():
 def test_ridge_scale_follows_the_data():
     G, _ = gram_sums(*problem())
     assert ridge_scale(100 * G, 1e-3) == pytest.approx(100 * ridge_scale(G, 1e-3))
+
+
+@pytest.mark.cuda
+def test_sums_and_solve_on_the_gpu_match_the_cpu():
+    A, Z = problem(n=3000, d=40, c=5)
+    results = {}
+    for device in ("cpu", "cuda"):
+        acc = GramAccumulator(40, 5, block=256, device=device)
+        acc.add(torch.from_numpy(A).to(device), torch.from_numpy(Z).to(device))
+        back = GramAccumulator.unpack(acc.packed(), 40, 5, device)
+        sol = ridge_solve(back.G, back.B, ridge_scale(back.G, 1e-3))
+        assert sol.W.device.type == device and sol.method == "cholesky"
+        results[device] = (sol.W.cpu().numpy(), back.z_sq, back.n)
+    (w_cpu, z_cpu, n_cpu), (w_gpu, z_gpu, n_gpu) = results["cpu"], results["cuda"]
+    assert np.abs(w_gpu - w_cpu).max() / np.abs(w_cpu).max() < 1e-10
+    assert z_gpu == pytest.approx(z_cpu, rel=1e-12) and n_gpu == n_cpu == 3000
