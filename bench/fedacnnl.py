@@ -1,6 +1,6 @@
 """FedACnnL and pFedACnnL against their claims (issue 4), measured side by side.
 
-    .venv/bin/python bench/fedacnnl.py [--out bench/results/fedacnnl] [--quick]
+    .venv/bin/python bench/fedacnnl.py [--out bench/results/fedacnnl] [--quick] [--device cpu|cuda]
 
 Writes every run's results file under --out and a markdown table to --out/README.md:
 1. partition invariance: weights of every layer for M ∈ {1, 2, 7, 50} clients, IID / shards /
@@ -8,12 +8,14 @@ Writes every run's results file under --out and a markdown table to --out/README
 2. reductions and uplink bytes per layer against the spec's formula, for clients of any size;
 3. time to FedACnnL's accuracy for FedAvg and FedZO on the same tanh MLP, data and 2 ranks;
 4. pFedACnnL's mean client accuracy against FedACnnL's on 2-label shards, λ = 0.01 … 100;
-5. the FLOP rate of the Gram accumulation against torch.matmul of the same shapes.
+5. the FLOP rate of the Gram accumulation against torch.matmul of the same shapes, on the CPU;
+6. the same on a GPU (``--device cuda --only gram``), in float64 as the algorithm computes.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from pathlib import Path
@@ -231,27 +233,43 @@ def personalisation(out: Path, quick: bool) -> list[str]:
     return lines
 
 
-def gram_rate() -> list[str]:
+def plain_products(A: torch.Tensor, Z: torch.Tensor) -> None:
+    torch.matmul(A.T, A)
+    torch.matmul(A.T, Z)
+
+
+def gram_rate(device: torch.device) -> list[str]:
+    """Section 5 (CPU) or 6 (GPU): the accumulator's time per batch against two plain matmuls."""
+    where = f"GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda" else "CPU"
     lines = [
         "",
-        "## 5. Gram accumulation vs torch.matmul (same shapes, float64, this process, medians of 15)",
+        f"## {5 if device.type == 'cpu' else 6}. Gram accumulation vs torch.matmul on the {where} "
+        f"(same shapes, float64, this process, medians of 15)",
+        "",
+        f"{torch.get_num_threads()} torch threads; load average at the start: {os.getloadavg()[0]:.1f}.",
         "",
         "| rows × d × c | accumulate | matmul AᵀA + AᵀZ | rate vs matmul |",
         "|---|---|---|---|",
     ]
+
+    def timed(fn, *args) -> float:
+        t = time.perf_counter()
+        fn(*args)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - t
+
     for rows, d, c in ((4096, 577, 64), (2048, 257, 256), (8192, 65, 256)):
-        A = torch.randn(rows, d, dtype=torch.float64)
-        Z = torch.randn(rows, c, dtype=torch.float64)
-        acc = GramAccumulator(d, c)
+        A = torch.randn(rows, d, dtype=torch.float64, device=device)
+        Z = torch.randn(rows, c, dtype=torch.float64, device=device)
+        acc = GramAccumulator(d, c, device=device)
         t_acc, t_mm = [], []
-        for _ in range(15):  # interleaved, so drifts hit both
-            t = time.perf_counter()
-            acc.add(A, Z)
-            t_acc.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            torch.matmul(A.T, A)
-            torch.matmul(A.T, Z)
-            t_mm.append(time.perf_counter() - t)
+        for i in range(16):  # interleaved, so drifts hit both; the first is a warm-up
+            a = timed(acc.add, A, Z)
+            m = timed(plain_products, A, Z)
+            if i:
+                t_acc.append(a)
+                t_mm.append(m)
         a, m = statistics.median(t_acc), statistics.median(t_mm)
         lines.append(f"| {rows} × {d} × {c} | {a * 1e3:.2f} ms | {m * 1e3:.2f} ms | **{100 * m / a:.0f} %** |")
     return lines
@@ -262,10 +280,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "fedacnnl")
     parser.add_argument("--quick", action="store_true", help="a few runs of each part (a smoke test)")
     parser.add_argument("--only", nargs="*", default=["gram", "invariance", "time", "personalisation"])
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where 'gram' runs")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    device = torch.device("cuda", 0) if args.device == "cuda" else torch.device("cpu")
     parts = {
-        "gram": gram_rate,
+        "gram": lambda: gram_rate(device),
         "invariance": lambda: invariance(args.out, args.quick),
         "time": lambda: time_to_accuracy(args.out, args.quick),
         "personalisation": lambda: personalisation(args.out, args.quick),

@@ -27,6 +27,9 @@ from mpihybrid.io.checkpoint import State
 
 class Algorithm:
     sections: ClassVar[dict[str, type]] = {}  # config sections beyond the common ones
+    # Computes on ``run.device``. An algorithm that is not ported keeps False and runs on the CPU
+    # whatever device.type says, with a note (`mpihybrid.device.device_for`; docs/gpu.md).
+    on_device: ClassVar[bool] = False
 
     @classmethod
     def validate(cls, config: Config, world_size: int) -> None:

@@ -132,9 +132,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from mpihybrid.comm import Comm, abort_on_error, check_world_size
     from mpihybrid.comm.failure import abort_job
     from mpihybrid.config import apply_overrides, build_config, read_toml
-    from mpihybrid.device import select_device
+    from mpihybrid.device import device_for, select_device
     from mpihybrid.errors import ConfigError
-    from mpihybrid.harness import Diverged, Run
+    from mpihybrid.harness import FAULT_ENV, Diverged, Run, parse_fault
     from mpihybrid.io.checkpoint import latest_checkpoint, load_checkpoint
 
     world = Comm(MPI.COMM_WORLD)
@@ -143,9 +143,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         tee_to_rank_log(args.log_dir, world.rank)
     # Everything a user can get wrong is checked on every rank before any collective.
-    message, config, resumed, algorithm = None, None, None, None
+    message, config, resumed, algorithm, fault = None, None, None, None, None
     try:
         check_world_size(world.size, args.expect_ranks)
+        fault = parse_fault(os.environ.get(FAULT_ENV, ""))
         algorithm = algorithms.load(args.algorithm)
         config = build_config(apply_overrides(read_toml(args.config), args.overrides), algorithms.sections(algorithm))
         algorithm.validate(config, world.size)
@@ -168,6 +169,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if message is None:
         try:  # collective, and every rank decides alike: refuses a [device] the job cannot have, binds the GPU
             device = select_device(world, config.device)
+            device = device_for(args.algorithm, algorithm.on_device, device, root=world.rank == 0)
         except UsageError as exc:
             message = f"mpihybrid: error: {exc}"
     if message:
@@ -183,6 +185,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         checkpoint_dir=args.checkpoint,
         resumed=resumed,
         device=device,
+        fault=fault,
     )
     if resumed is not None:
         from mpihybrid.io.checkpoint import restore_global_rng

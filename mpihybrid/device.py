@@ -20,6 +20,7 @@ node-local rank order; a rank bound to a GPU of its own takes that one. Two rank
 from __future__ import annotations
 
 import os
+import sys
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -143,3 +144,19 @@ def select_device(world: Comm, config: DeviceConfig) -> torch.device:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     return device
+
+
+def device_for(algorithm: str, on_device: bool, device: torch.device, *, root: bool) -> torch.device:
+    """Where ``algorithm`` computes given the device `select_device` chose: that device if the
+    algorithm is ported (``Algorithm.on_device``), else the CPU, said in one line on rank 0 so that
+    ``device.type = "cuda"`` never half-works in silence (the results file records the CPU)."""
+    if on_device or device.type == "cpu":
+        return device
+    if root:
+        print(
+            f"mpihybrid: note: {algorithm} does not compute on {device.type} yet; it runs on the CPU "
+            f"(docs/gpu.md, 'What runs on the device')",
+            file=sys.stderr,
+            flush=True,
+        )
+    return CPU

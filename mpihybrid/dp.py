@@ -6,6 +6,10 @@ flat gradient buffer (the parameters' .grad tensors are views into it, so nothin
 and applies the same optimizer step everywhere, so the replicas stay bitwise identical.
 Batches are derived from the seed and the step (`ShardedBatches`), so a checkpoint needs only
 the model, the optimizer state and the step to resume bit for bit.
+
+Everything a step touches lives on ``run.device`` (the model, the flat gradient the Allreduce
+sums, the optimizer state, the training and test tensors, moved once); only the batch indices
+are derived on the CPU and copied per step (docs/gpu.md).
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from mpihybrid.solvers.optimizers import make_optimizer
 
 
 class DataParallel(Algorithm):
+    on_device = True
+
     @classmethod
     def validate(cls, config: Config, world_size: int) -> None:
         if config.train.batch_size % world_size:
@@ -35,12 +41,13 @@ class DataParallel(Algorithm):
 
     def __init__(self, run: Run):
         super().__init__(run)
-        cfg, world = run.config, run.world
+        cfg, world, device = run.config, run.world, run.device
         data = load_dataset(cfg.data, cfg.seed)
         self.batches = ShardedBatches(data.y_train, world.rank, world.size, cfg.train.batch_size, cfg.seed)
-        self.x_train, self.y_train = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
-        self.test = ShardedTestSet(data, world)
-        self.model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed)
+        self.x_train = torch.from_numpy(data.x_train).to(device)
+        self.y_train = torch.from_numpy(data.y_train).to(device)
+        self.test = ShardedTestSet(data, world, device)
+        self.model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed).to(device)
         self.params = list(self.model.parameters())
         _, self.grad = flatten_parameters(self.params)
         t = cfg.train
@@ -48,7 +55,7 @@ class DataParallel(Algorithm):
 
     def step(self, step: int) -> dict[str, float]:
         world, t = self.run.world, self.config.train
-        idx = torch.from_numpy(self.batches.indices(step - 1))
+        idx = torch.from_numpy(self.batches.indices(step - 1)).to(self.run.device)
         self.opt.zero_grad(set_to_none=False)
         loss = l2_loss(self.model(self.x_train[idx]), self.y_train[idx], t.weight_decay, self.model.parameters())
         loss.backward()

@@ -11,6 +11,7 @@ import os
 import sys
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -21,11 +22,33 @@ from tqdm import tqdm
 from mpihybrid.comm import Comm
 from mpihybrid.config import Config
 from mpihybrid.device import CPU
+from mpihybrid.errors import UsageError
 from mpihybrid.io.checkpoint import Restored, State, list_checkpoints, save_checkpoint
 from mpihybrid.io.results import STATUS_COMPLETED, STATUS_FAILED, RunResults
 
-FAULT_ENV = "MPIHYBRID_FAULT"  # "RANK:STEP": raise on that rank at that step (tests the abort path)
+FAULT_ENV = "MPIHYBRID_FAULT"  # "RANK:STEP[:device]": raise on that rank at that step (tests the abort path)
+FAULT_KINDS = ("error", "device")
 SHOWN = {"train_loss": "loss", "test_accuracy": "acc", "condition_number": "cond"}  # progress line: metric -> label
+
+
+@dataclass(frozen=True)
+class Fault:
+    """The failure $MPIHYBRID_FAULT asks for: a RuntimeError, or (``device``) the error a failing
+    CUDA kernel raises (torch.AcceleratorError), so the abort path of a GPU run is tested anywhere."""
+
+    rank: int
+    step: int
+    kind: str = "error"
+
+
+def parse_fault(raw: str) -> Fault | None:
+    """$MPIHYBRID_FAULT's value: ``RANK:STEP`` or ``RANK:STEP:device``; '' is none. Raises UsageError."""
+    if not raw:
+        return None
+    parts = raw.split(":")
+    if len(parts) in (2, 3) and all(p.isdigit() for p in parts[:2]) and parts[2:] in ([], ["device"]):
+        return Fault(int(parts[0]), int(parts[1]), parts[2] if len(parts) == 3 else "error")
+    raise UsageError(f"{FAULT_ENV}={raw!r}: expected RANK:STEP or RANK:STEP:device (e.g. 1:5 or 1:5:device)")
 
 
 class Diverged(Exception):
@@ -58,6 +81,7 @@ class Run:
         checkpoint_dir: str | Path | None,
         resumed: Restored | None,
         device: torch.device = CPU,
+        fault: Fault | None = None,
     ):
         self.algorithm = algorithm
         self.config = config
@@ -73,7 +97,7 @@ class Run:
             self.start_step = resumed.step
             self.results.load_state(resumed.state.shared)
         self.last_checkpoint: Path | None = None
-        self._fault = self._parse_fault()
+        self._fault = fault
         self._t0 = time.perf_counter()
         self._bar: tqdm | None = None
 
@@ -105,18 +129,15 @@ class Run:
         else:
             print(f"[{self.algorithm}] step {step}/{total} {text} ({self.elapsed():.1f}s)", flush=True)
 
-    @staticmethod
-    def _parse_fault() -> tuple[int, int] | None:
-        raw = os.environ.get(FAULT_ENV, "")
-        if not raw:
-            return None
-        rank, step = raw.split(":")
-        return int(rank), int(step)
-
     def inject_fault(self, step: int) -> None:
         """Raise the fault $MPIHYBRID_FAULT asks for at this rank and step, if any."""
-        if self._fault == (self.world.rank, step):
-            raise RuntimeError(f"injected fault ({FAULT_ENV}) on rank {self.world.rank} at step {step}")
+        fault = self._fault
+        if fault is None or (fault.rank, fault.step) != (self.world.rank, step):
+            return
+        where = f"({FAULT_ENV}) on rank {self.world.rank} at step {step}"
+        if fault.kind == "device":
+            raise torch.AcceleratorError(f"CUDA error: injected device fault {where} (device {self.device})")
+        raise RuntimeError(f"injected fault {where}")
 
     def checkpoint_due(self, step: int, total: int) -> bool:
         if self.checkpoint_dir is None:

@@ -37,12 +37,13 @@ class ShardedBatches:
 
 
 class ShardedTestSet:
-    """Each rank of ``comm`` evaluates a contiguous block of the test set; one Allreduce of the
-    sums gives every rank the whole set's loss and accuracy."""
+    """Each rank of ``comm`` evaluates a contiguous block of the test set (held on ``device``); one
+    Allreduce of the sums gives every rank the whole set's loss and accuracy."""
 
-    def __init__(self, data: Dataset, comm: Comm):
+    def __init__(self, data: Dataset, comm: Comm, device: torch.device | str = "cpu"):
         part = blocks(len(data.y_test), comm.size).slice(comm.rank)
-        self.x, self.y = torch.from_numpy(data.x_test[part]), torch.from_numpy(data.y_test[part])
+        self.x = torch.from_numpy(data.x_test[part]).to(device)
+        self.y = torch.from_numpy(data.y_test[part]).to(device)
         self.comm = comm
 
     def evaluate(self, model: torch.nn.Module) -> dict[str, float]:

@@ -4,6 +4,7 @@ once from the clients' summed Gram statistics (arXiv 2502.06915; docs/fedacnnl.m
 A step is a layer (`fl.layerwise.LayerwiseFit`): one Reduce of the statistics, one Bcast of
 the weights. Every client takes part in the single pass, so [fl] has only ``clients``; nothing
 of [train] but ``threads`` applies. A checkpoint follows every layer; a resume fits the next.
+The clients' rows, the layer inputs, the sums and the solve live on ``run.device`` (docs/gpu.md).
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ class AnalyticFLConfig:
         require(self.clients >= 1, "fl.clients", f"must be >= 1, got {self.clients}")
 
 
-def local_clients(fed: Federation) -> list[Client]:
-    """This rank's clients, each split into local train / local test from (seed, client)."""
+def local_clients(fed: Federation, device: torch.device) -> list[Client]:
+    """This rank's clients on ``device``, each split into local train / local test from (seed, client)."""
     frac = fed.config.acnnl.local_test_fraction
     out = []
     for k in fed.mine:
@@ -44,7 +45,8 @@ def local_clients(fed: Federation) -> list[Client]:
         order = numpy_rng(fed.config.seed, "local-test", k).permutation(len(idx)) if frac else np.arange(len(idx))
         n_test = int(frac * len(idx))
         train, test = torch.from_numpy(np.sort(idx[order[n_test:]])), torch.from_numpy(np.sort(idx[order[:n_test]]))
-        out.append(Client(k, fed.x_train[train], fed.y_train[train], fed.x_train[test], fed.y_train[test]))
+        x, y = fed.x_train, fed.y_train
+        out.append(Client(k, *(t.to(device) for t in (x[train], y[train], x[test], y[test]))))
     return out
 
 
@@ -88,6 +90,7 @@ def weights_tree(weights: list[torch.Tensor]) -> Tree:
 
 class FedACnnL(Algorithm):
     sections = {"fl": AnalyticFLConfig, "acnnl": ACnnLConfig}
+    on_device = True
 
     @classmethod
     def validate(cls, config: Config, world_size: int) -> None:
@@ -97,8 +100,8 @@ class FedACnnL(Algorithm):
     def __init__(self, run: Run):
         super().__init__(run)
         self.fed = Federation(run)
-        self.net = Network(run.config, self.fed.data.input_shape, self.fed.data.num_classes)
-        self.clients = local_clients(self.fed)
+        self.net = Network(run.config, self.fed.data.input_shape, self.fed.data.num_classes, run.device)
+        self.clients = local_clients(self.fed, run.device)
         self.fit = LayerwiseFit(self.net, run.world, self.clients, run.config.acnnl)
 
     @property

@@ -8,6 +8,9 @@ adds γ = acnnl.gamma · tr(G)/dim once, solves by Cholesky and broadcasts W_l; 
 forward one layer and go on. L layers = L reductions. Because G and B are sums over samples,
 the weights do not depend on how the samples are split over clients and ranks, nor on the
 batch sizes — which is why a slow client may use any batch size (``acnnl.adaptive_batch``).
+
+Layer inputs, sums, solve and weights live on the device of the network (``Network.device``);
+the packed upload crosses to the host for the Reduce (docs/gpu.md).
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
 from mpihybrid.comm import Comm
@@ -71,9 +73,9 @@ def stream(
     return batch
 
 
-def residual(G: np.ndarray, B: np.ndarray, W: np.ndarray, z_sq: float, rows: int) -> float:
+def residual(G: torch.Tensor, B: torch.Tensor, W: torch.Tensor, z_sq: float, rows: int) -> float:
     """‖AW − Z‖²/rows from the sums alone: (tr(WᵀGW) − 2 tr(WᵀB) + ‖Z‖²)/rows."""
-    return float((np.sum(W * (G @ W)) - 2 * np.sum(W * B) + z_sq) / max(rows, 1))
+    return float((torch.sum(W * (G @ W)) - 2 * torch.sum(W * B) + z_sq) / max(rows, 1))
 
 
 class LayerwiseFit:
@@ -86,36 +88,35 @@ class LayerwiseFit:
         self.H = {c.index: net.prepare(c.x) for c in clients}
 
     def restore(self, weights: list[torch.Tensor]) -> None:
-        """Continue after ``weights`` (from a checkpoint): recompute the cached inputs."""
-        self.weights = list(weights)
+        """Continue after ``weights`` (from a checkpoint's host copies): recompute the cached inputs."""
+        self.weights = [W.to(self.net.device) for W in weights]
         self.H = {c.index: self.net.features(self.net.prepare(c.x), self.weights) for c in self.clients}
 
     def fit_layer(self, index: int) -> LayerReport:
         """Collective over the fit's communicator: solve layer ``index`` and forward the caches."""
         net, layer = self.net, self.net.layers[index]
-        acc = GramAccumulator(layer.dim, layer.out)
+        acc = GramAccumulator(layer.dim, layer.out, device=net.device)
         seconds = self.config.batch_seconds if self.config.adaptive_batch else None
         for c in self.clients:
             c.batches.append(stream(net, index, self.H[c.index], c.y, acc, self.config.batch_size, seconds))
         upload = acc.packed()
-        W = np.empty((layer.dim, layer.out), dtype=np.float64)
+        W = torch.empty(layer.dim, layer.out, dtype=torch.float64, device=net.device)
         report = LayerReport()
         with self.comm.stats.label("layer"):
             self.comm.Reduce(upload, root=0)
             if self.comm.rank == 0:
-                total = GramAccumulator.unpack(upload, layer.dim, layer.out)
-                G, B = total.G.numpy(), total.B.numpy()
+                total = GramAccumulator.unpack(upload, layer.dim, layer.out, net.device)
+                G, B = total.G, total.B
                 gamma = ridge_scale(G, self.config.gamma)
                 try:
                     solution = ridge_solve(G, B, gamma)
                 except SolveError as exc:
                     raise SolveError(f"layer {index + 1} ({layer.kind}, d = {layer.dim}): {exc}") from None
-                W[:] = solution.W
+                W.copy_(solution.W)
                 loss = residual(G, B, solution.W, total.z_sq, total.n)
                 report = LayerReport(total.n, gamma, solution.condition, loss, solution.method)
             self.comm.Bcast(W, root=0)
-        Wt = torch.from_numpy(W)
-        self.weights.append(Wt)
+        self.weights.append(W)
         for c in self.clients:
-            self.H[c.index] = net.features(self.H[c.index], [Wt], start=index)
+            self.H[c.index] = net.features(self.H[c.index], [W], start=index)
         return report

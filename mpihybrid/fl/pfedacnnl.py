@@ -62,14 +62,15 @@ class PFLConfig:
 
 def grouping_statistic(kind: str, client: Client, num_classes: int) -> np.ndarray:
     """The vector K-means sees for one client (unit length for the two model-based options)."""
-    y = client.y.numpy()
+    y = client.y.cpu().numpy()
     if kind == "labels":
         return np.bincount(y, minlength=num_classes) / max(len(y), 1)
-    x = client.x.reshape(len(y), -1).to(torch.float64).numpy()
+    x = client.x.reshape(len(y), -1).to("cpu", torch.float64).numpy()
     if kind == "classifier":
-        A = np.hstack([x, np.ones((len(y), 1))])
+        A = torch.from_numpy(np.hstack([x, np.ones((len(y), 1))]))
         G = A.T @ A
-        stat = ridge_solve(G, A.T @ np.eye(num_classes)[y], ridge_scale(G, 1e-3) + 1e-12).W.ravel()
+        Y = torch.from_numpy(np.eye(num_classes)[y])
+        stat = ridge_solve(G, A.T @ Y, ridge_scale(G, 1e-3) + 1e-12).W.numpy().ravel()
     else:
         stat = np.stack(
             [x[y == c].mean(0) if (y == c).any() else np.zeros(x.shape[1]) for c in range(num_classes)]
@@ -104,11 +105,10 @@ def personalize(net: Network, client: Client, group_weights: list[torch.Tensor],
     weights = list(group_weights[:first])
     for index in range(first, len(net)):
         layer = net.layers[index]
-        acc = GramAccumulator(layer.dim, layer.out)
+        acc = GramAccumulator(layer.dim, layer.out, device=net.device)
         stream(net, index, H, client.y, acc, cfg.acnnl.batch_size)
-        G, B = (t.numpy() for t in acc.sums())
-        lam = cfg.pfl.lam * float(np.trace(G)) / layer.dim
-        W = torch.from_numpy(ridge_solve(G, B, lam, prior=group_weights[index].numpy()).W)
+        G, B = acc.sums()
+        W = ridge_solve(G, B, ridge_scale(G, cfg.pfl.lam), prior=group_weights[index]).W
         weights.append(W)
         if index < last:
             H = net.features(H, [W], start=index)

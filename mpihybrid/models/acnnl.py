@@ -123,14 +123,17 @@ def label_encoder(seed: int, index: int, classes: int, width: int, kind: str, ta
 class Network:
     """The layers, label encoders and activation of one ACnnL network; weights are passed in."""
 
-    def __init__(self, config: Config, input_shape: tuple[int, ...], num_classes: int):
+    def __init__(
+        self, config: Config, input_shape: tuple[int, ...], num_classes: int, device: torch.device | str = "cpu"
+    ):
         self.layers = plan_layers(config.model, input_shape, num_classes)
         self.num_classes = num_classes
+        self.device = torch.device(device)  # where its inputs, targets and weights live
         self.act, inverse = _activation_pair(config.model.activation)
         self.spatial = config.model.name != "mlp"
         a = config.acnnl
         self.encoders = [
-            torch.from_numpy(label_encoder(config.seed, i, num_classes, layer.out, a.projection, a.tau))
+            torch.from_numpy(label_encoder(config.seed, i, num_classes, layer.out, a.projection, a.tau)).to(device)
             for i, layer in enumerate(self.layers[:-1])
         ]
         # σ⁻¹ per class, once: elementwise kernels round a 1-row batch differently from a long one
@@ -141,8 +144,9 @@ class Network:
         return len(self.layers)
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        """Raw samples -> H_0 in float64: (N, C, H, W) for conv networks (1-D signals get H = 1), else (N, F)."""
-        x = x.to(torch.float64)
+        """Raw samples -> H_0 in float64 on the network's device: (N, C, H, W) for conv networks
+        (1-D signals get H = 1), else (N, F)."""
+        x = x.to(self.device, torch.float64)
         if not self.spatial:
             return x.reshape(len(x), -1)
         return x if x.dim() == 4 else x.unsqueeze(2)
@@ -156,7 +160,7 @@ class Network:
             rows = cols.transpose(1, 2).reshape(-1, cols.shape[1])
         else:
             rows = H.reshape(len(H), -1)
-        return torch.cat([rows, torch.ones(len(rows), 1, dtype=rows.dtype)], dim=1)
+        return torch.cat([rows, torch.ones(len(rows), 1, dtype=rows.dtype, device=rows.device)], dim=1)
 
     def targets(self, index: int, y: torch.Tensor) -> torch.Tensor:
         """Z_l for a batch of labels, one row per row of A_l."""
@@ -195,4 +199,4 @@ class Network:
         if len(y) == 0:
             return 0, 0
         logits = self.features(self.prepare(x), weights)
-        return int((logits.argmax(1) == y).sum()), len(y)
+        return int((logits.argmax(1) == y.to(self.device)).sum()), len(y)

@@ -3,7 +3,8 @@
 A layer's problem min_W ‖AW − Z‖² + γ‖W‖² depends on the data only through G = AᵀA and
 B = AᵀZ, and both are sums over samples. So clients stream their rows in batches of any size
 into a `GramAccumulator`, the parties add their accumulators, and one `ridge_solve` gives the
-same weights however the rows were split or batched. Everything here is float64.
+same weights however the rows were split or batched. Everything here is float64 torch on the
+device the sums live on (the CPU, or a rank's GPU: docs/gpu.md); only the packed upload is a host array.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg
 import torch
 
 RANK_TOL = 1e-13  # eigenvalues below RANK_TOL·λ_max count as zero (the Cholesky would be meaningless)
@@ -30,14 +30,21 @@ class GramAccumulator:
     is the same whatever the batch sizes the rows arrived in.
     """
 
-    def __init__(self, dim: int, targets: int, block: int = 1024):
-        self.G = torch.zeros(dim, dim, dtype=torch.float64)
-        self.B = torch.zeros(dim, targets, dtype=torch.float64)
+    def __init__(self, dim: int, targets: int, block: int = 1024, device: torch.device | str = "cpu"):
+        f64 = {"dtype": torch.float64, "device": device}
+        self.G = torch.zeros(dim, dim, **f64)
+        self.B = torch.zeros(dim, targets, **f64)
         self.n = 0
-        self.z_sq = 0.0
-        self._A = torch.empty(block, dim, dtype=torch.float64)
-        self._Z = torch.empty(block, targets, dtype=torch.float64)
+        self._z_sq = torch.zeros((), **f64)  # a device scalar: no host sync per block
+        self._A = torch.empty(block, dim, **f64)
+        self._Z = torch.empty(block, targets, **f64)
         self._fill = 0
+
+    @property
+    def z_sq(self) -> float:
+        """‖Z‖² of the rows added so far (those still in the current block included)."""
+        self.sums()
+        return float(self._z_sq)
 
     def add(self, A: torch.Tensor, Z: torch.Tensor) -> None:
         start, rows, block = 0, A.shape[0], len(self._A)
@@ -62,7 +69,7 @@ class GramAccumulator:
     def _add_block(self, A: torch.Tensor, Z: torch.Tensor) -> None:
         self.G.addmm_(A.T, A)
         self.B.addmm_(A.T, Z)
-        self.z_sq += float((Z * Z).sum())
+        self._z_sq += (Z * Z).sum()
 
     def sums(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(G, B) including the rows still in the current block."""
@@ -71,26 +78,26 @@ class GramAccumulator:
         return self.G, self.B
 
     def packed(self) -> np.ndarray:
-        """[upper triangle of G, B row-major, n, ‖Z‖²]: what one party uploads."""
+        """[upper triangle of G, B row-major, n, ‖Z‖²] on the host: what one party uploads (MPI sums
+        host memory the same way on every machine)."""
         self.sums()
         d, c = self.B.shape
-        tri = d * (d + 1) // 2
-        flat = np.empty(packed_length(d, c))
-        flat[:tri] = self.G.numpy()[np.triu_indices(d)]
-        flat[tri : tri + d * c] = self.B.numpy().ravel()
-        flat[-2:] = self.n, self.z_sq
-        return flat
+        row, col = torch.triu_indices(d, d, device=self.G.device)
+        flat = torch.cat([self.G[row, col], self.B.reshape(-1), self._z_sq.reshape(1)]).cpu().numpy()
+        return np.concatenate([flat[:-1], [self.n], flat[-1:]])
 
     @classmethod
-    def unpack(cls, flat: np.ndarray, dim: int, targets: int) -> GramAccumulator:
-        acc = cls(dim, targets, block=1)
+    def unpack(cls, flat: np.ndarray, dim: int, targets: int, device: torch.device | str = "cpu") -> GramAccumulator:
+        """The summed statistics of a packed upload, G symmetric, on ``device``."""
+        acc = cls(dim, targets, block=1, device=device)
         tri = dim * (dim + 1) // 2
-        G = np.zeros((dim, dim))
-        G[np.triu_indices(dim)] = flat[:tri]
-        G = G + np.triu(G, 1).T
-        acc.G = torch.from_numpy(G)
-        acc.B = torch.from_numpy(flat[tri : tri + dim * targets].reshape(dim, targets).copy())
-        acc.n, acc.z_sq = int(round(flat[-2])), float(flat[-1])
+        values = torch.from_numpy(flat).to(device)
+        row, col = torch.triu_indices(dim, dim, device=device)
+        acc.G[row, col] = values[:tri]
+        acc.G += torch.triu(acc.G, 1).T
+        acc.B = values[tri : tri + dim * targets].reshape(dim, targets).clone()
+        acc.n = int(round(flat[-2]))
+        acc._z_sq = values[-1].clone()
         return acc
 
 
@@ -99,20 +106,20 @@ def packed_length(dim: int, targets: int) -> int:
     return dim * (dim + 1) // 2 + dim * targets + 2
 
 
-def ridge_scale(G: np.ndarray, relative: float) -> float:
+def ridge_scale(G: torch.Tensor, relative: float) -> float:
     """γ = relative · tr(G)/dim: a ridge term that follows the scale of the data."""
-    return relative * float(np.trace(G)) / G.shape[0]
+    return relative * float(torch.trace(G)) / G.shape[0]
 
 
 @dataclass
 class Solution:
-    W: np.ndarray
+    W: torch.Tensor  # on G's device
     condition: float  # cond(G + γI) in the 2-norm
     method: str  # "cholesky" or "eigh" (the fallback)
 
 
-def ridge_solve(G: np.ndarray, B: np.ndarray, gamma: float, prior: np.ndarray | None = None) -> Solution:
-    """argmin_W ‖AW − Z‖² + γ‖W − prior‖² = (G + γI)⁻¹(B + γ·prior), by Cholesky.
+def ridge_solve(G: torch.Tensor, B: torch.Tensor, gamma: float, prior: torch.Tensor | None = None) -> Solution:
+    """argmin_W ‖AW − Z‖² + γ‖W − prior‖² = (G + γI)⁻¹(B + γ·prior), by Cholesky, on G's device.
 
     Documented fallback: when G + γI is singular or indefinite to working precision (its
     smallest eigenvalue is below RANK_TOL·λ_max, e.g. γ = 0 with fewer rows than columns, or
@@ -120,19 +127,17 @@ def ridge_solve(G: np.ndarray, B: np.ndarray, gamma: float, prior: np.ndarray | 
     returned with a warning. No positive eigenvalue at all raises SolveError. Never forms an
     explicit inverse.
     """
-    if not (np.isfinite(G).all() and np.isfinite(B).all()):
+    if not bool(torch.isfinite(G).all() & torch.isfinite(B).all()):
         raise SolveError("the Gram statistics contain NaN or Inf")
-    M = G + gamma * np.eye(G.shape[0])
+    M = G + gamma * torch.eye(G.shape[0], dtype=G.dtype, device=G.device)
     rhs = B if prior is None else B + gamma * prior
-    eig = np.linalg.eigvalsh(M)
-    condition = float(eig[-1] / eig[0]) if eig[0] > 0 else float("inf")
+    eig = torch.linalg.eigvalsh(M).tolist()
+    condition = eig[-1] / eig[0] if eig[0] > 0 else float("inf")
     if eig[0] > RANK_TOL * eig[-1]:
-        try:
-            W = scipy.linalg.cho_solve(scipy.linalg.cho_factor(M, check_finite=False), rhs, check_finite=False)
-            return Solution(W, condition, "cholesky")
-        except np.linalg.LinAlgError:
-            pass
-    values, vectors = np.linalg.eigh(M)
+        L, info = torch.linalg.cholesky_ex(M)
+        if int(info) == 0:
+            return Solution(torch.cholesky_solve(rhs, L), condition, "cholesky")
+    values, vectors = torch.linalg.eigh(M)
     if values[-1] <= 0:
         raise SolveError(f"G + γI has no positive eigenvalue (γ = {gamma:g}); add samples or raise the ridge term")
     keep = values > RANK_TOL * values[-1]

@@ -4,7 +4,7 @@ from mpi4py import MPI
 
 from mpihybrid.comm import Comm, staging
 from mpihybrid.config import DeviceConfig
-from mpihybrid.device import RankView, plan, select_device, usable_gpus
+from mpihybrid.device import RankView, device_for, plan, select_device, usable_gpus
 from mpihybrid.errors import ConfigError, UsageError
 
 NO_CUDA = not torch.cuda.is_available()
@@ -107,3 +107,15 @@ def test_memory_alloc_kinds():
     assert staging.supports_cuda_device("system,mpi,cuda:device,cuda:host")
     assert staging.supports_cuda_device("mpi, cuda")
     assert not staging.supports_cuda_device("system,cuda:host")
+
+
+def test_device_for_runs_an_algorithm_not_ported_on_the_cpu_with_a_note(capsys):
+    cuda = torch.device("cuda", 1)
+    assert device_for("dp-adam", True, cuda, root=True) == cuda
+    assert device_for("fosi", False, torch.device("cpu"), root=True) == torch.device("cpu")
+    assert capsys.readouterr().err == ""
+    assert device_for("fosi", False, cuda, root=False) == torch.device("cpu")
+    assert capsys.readouterr().err == ""  # only rank 0 says it
+    assert device_for("fosi", False, cuda, root=True) == torch.device("cpu")
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and "fosi does not compute on cuda yet; it runs on the CPU" in lines[0]

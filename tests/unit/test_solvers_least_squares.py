@@ -13,6 +13,11 @@ def problem(n=300, d=12, c=4, seed=0):
     return A, rng.standard_normal((n, c))
 
 
+def gram_sums(A, Z):
+    """(AᵀA, AᵀZ) as the float64 tensors ridge_solve takes."""
+    return torch.from_numpy(A.T @ A), torch.from_numpy(A.T @ Z)
+
+
 def test_ridge_matches_lstsq_on_augmented_rows():
     A, Z = problem()
     gamma = 0.37
@@ -21,18 +26,19 @@ def test_ridge_matches_lstsq_on_augmented_rows():
         np.vstack([Z, np.zeros((A.shape[1], Z.shape[1]))]),
         rcond=None,
     )[0]
-    sol = ridge_solve(A.T @ A, A.T @ Z, gamma)
+    sol = ridge_solve(*gram_sums(A, Z), gamma)
     assert sol.method == "cholesky"
-    assert np.abs(sol.W - ref).max() / np.abs(ref).max() < 1e-10
+    assert np.abs(sol.W.numpy() - ref).max() / np.abs(ref).max() < 1e-10
     assert sol.condition == pytest.approx(np.linalg.cond(A.T @ A + gamma * np.eye(A.shape[1])), rel=1e-8)
 
 
 def test_proximal_prior_limits():
     A, Z = problem()
-    G, B = A.T @ A, A.T @ Z
-    prior = np.ones((A.shape[1], Z.shape[1]))
-    assert np.abs(ridge_solve(G, B, 1e15, prior).W - prior).max() < 1e-6  # deviation ~ λ_max(G)/λ
-    assert np.abs(ridge_solve(G, B, 1e-12, prior).W - np.linalg.lstsq(A, Z, rcond=None)[0]).max() < 1e-8
+    G, B = gram_sums(A, Z)
+    prior = torch.ones(A.shape[1], Z.shape[1], dtype=torch.float64)
+    assert (ridge_solve(G, B, 1e15, prior).W - prior).abs().max() < 1e-6  # deviation ~ λ_max(G)/λ
+    local = ridge_solve(G, B, 1e-12, prior).W.numpy()
+    assert np.abs(local - np.linalg.lstsq(A, Z, rcond=None)[0]).max() < 1e-8
 
 
 def test_sums_are_bitwise_independent_of_batch_sizes():
@@ -66,21 +72,37 @@ def test_pack_roundtrip_and_length():
 def test_singular_gram_falls_back_to_minimum_norm():
     A, Z = problem(n=5, d=12)  # fewer rows than columns, γ = 0
     with pytest.warns(RuntimeWarning, match="minimum-norm"):
-        sol = ridge_solve(A.T @ A, A.T @ Z, 0.0)
-    assert sol.method == "eigh" and np.isfinite(sol.W).all()
-    assert np.abs(sol.W - np.linalg.pinv(A) @ Z).max() < 1e-6 * np.abs(sol.W).max()
+        sol = ridge_solve(*gram_sums(A, Z), 0.0)
+    W = sol.W.numpy()
+    assert sol.method == "eigh" and np.isfinite(W).all()
+    assert np.abs(W - np.linalg.pinv(A) @ Z).max() < 1e-6 * np.abs(W).max()
 
 
 def test_no_positive_spectrum_and_nan_are_errors():
     with pytest.raises(SolveError, match="no positive eigenvalue"):
-        ridge_solve(np.zeros((3, 3)), np.zeros((3, 1)), 0.0)
-    G = np.eye(3)
-    G[0, 0] = np.nan
+        ridge_solve(torch.zeros(3, 3, dtype=torch.float64), torch.zeros(3, 1, dtype=torch.float64), 0.0)
+    G = torch.eye(3, dtype=torch.float64)
+    G[0, 0] = torch.nan
     with pytest.raises(SolveError, match="NaN"):
-        ridge_solve(G, np.zeros((3, 1)), 1.0)
+        ridge_solve(G, torch.zeros(3, 1, dtype=torch.float64), 1.0)
 
 
 def test_ridge_scale_follows_the_data():
-    A, _ = problem()
-    G = A.T @ A
+    G, _ = gram_sums(*problem())
     assert ridge_scale(100 * G, 1e-3) == pytest.approx(100 * ridge_scale(G, 1e-3))
+
+
+@pytest.mark.cuda
+def test_sums_and_solve_on_the_gpu_match_the_cpu():
+    A, Z = problem(n=3000, d=40, c=5)
+    results = {}
+    for device in ("cpu", "cuda"):
+        acc = GramAccumulator(40, 5, block=256, device=device)
+        acc.add(torch.from_numpy(A).to(device), torch.from_numpy(Z).to(device))
+        back = GramAccumulator.unpack(acc.packed(), 40, 5, device)
+        sol = ridge_solve(back.G, back.B, ridge_scale(back.G, 1e-3))
+        assert sol.W.device.type == device and sol.method == "cholesky"
+        results[device] = (sol.W.cpu().numpy(), back.z_sq, back.n)
+    (w_cpu, z_cpu, n_cpu), (w_gpu, z_gpu, n_gpu) = results["cpu"], results["cuda"]
+    assert np.abs(w_gpu - w_cpu).max() / np.abs(w_cpu).max() < 1e-10
+    assert z_gpu == pytest.approx(z_cpu, rel=1e-12) and n_gpu == n_cpu == 3000
