@@ -41,7 +41,8 @@ def param_sha256(tensors: Iterable[torch.Tensor]) -> str:
     h = hashlib.sha256()
     for t in tensors:
         t = t.detach().cpu().contiguous()
-        h.update((t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy().tobytes())  # numpy has no bfloat16
+        # The array's own buffer, not a bytes copy of it; numpy has no bfloat16, so its bits as int16.
+        h.update((t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy())
     return h.hexdigest()
 
 
