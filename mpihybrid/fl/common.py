@@ -160,8 +160,14 @@ class Federation:
         # The tensors a step changes (all but a LoRA run's frozen base), in parameter order.
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.flat = FlatModel(self.model)
-        # A language model's activations grow with the batch: it evaluates in training batches.
-        self.eval_batch = cfg.train.batch_size if cfg.model.name == LANGUAGE_MODEL else 1024
+        # A language model's activations grow with the batch, so it evaluates in training batches,
+        # and a pass over its training set (SST-2: 67k prompts) would cost more than the rounds
+        # between evaluations, so its training loss is on a seeded sample as large as the test set.
+        self.eval_batch, self.train_eval = 1024, slice(None)
+        if cfg.model.name == LANGUAGE_MODEL:
+            n_train, n_test = len(self.data.y_train), len(self.data.y_test)
+            sample = numpy_rng(cfg.seed, "fl-train-eval").choice(n_train, min(n_train, n_test), replace=False)
+            self.eval_batch, self.train_eval = cfg.train.batch_size, torch.from_numpy(np.sort(sample)).to(self.device)
 
     def sampled(self, round_: int) -> np.ndarray:
         return sampled_clients(self.config.seed, round_, self.config.fl.clients, self.config.fl.sampled)
@@ -185,11 +191,13 @@ class Federation:
             p.copy_(t.view_as(p))
 
     def evaluate(self) -> dict[str, float]:
-        """The model's test loss/accuracy and its loss on the whole training set, as it stands."""
+        """The model's test loss/accuracy and its training loss (on the whole training set, or a
+        language model's sample of it), as it stands."""
         model = self.model.eval()
         x_test, y_test = (torch.from_numpy(a).to(self.device) for a in (self.data.x_test, self.data.y_test))
         tl, tc, tn = evaluation_sums(model, x_test, y_test, self.eval_batch)
-        rl, _, rn = evaluation_sums(model, self.x_train, self.y_train, self.eval_batch)
+        x_train, y_train = self.x_train[self.train_eval], self.y_train[self.train_eval]
+        rl, _, rn = evaluation_sums(model, x_train, y_train, self.eval_batch)
         return {"train_loss": rl / rn, "test_loss": tl / tn, "test_accuracy": tc / tn}
 
 

@@ -72,3 +72,12 @@ def test_lora_in_bfloat16_with_momentum_agrees_bitwise(tmp_path):
     r = read_results(tmp_path / "lora.h5")
     assert len(set(r.param_sha256)) == 1 and r.final["replayed_rounds"].sum() > 0
     assert set(r.metrics["uplink_bytes"].tolist()) == {4 * K * P}
+
+
+@pytest.mark.cuda
+def test_on_cuda_the_ranks_agree_bitwise(tmp_path):
+    args = _args(tmp_path, "device.type='cuda'", "device.share=true", "train.steps=4")
+    proc = launch(2, *args, "--out", str(tmp_path / "cuda.h5"), timeout=240)
+    assert proc.returncode == 0, explain(proc)
+    r = read_results(tmp_path / "cuda.h5")
+    assert len(set(r.param_sha256)) == 1 and set(r.metrics["uplink_bytes"].tolist()) == {4 * K * P}
