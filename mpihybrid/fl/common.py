@@ -101,13 +101,13 @@ def load_model_and_data(config: Config) -> tuple[nn.Module, Dataset]:
         data = load_dataset(config.data, config.seed)
         return build_model(config.model, data.input_shape, data.num_classes, config.seed), data
     from mpihybrid.data.text import TASKS, load_task
-    from mpihybrid.models.hf import PromptClassifier, label_token_ids, load_causal_lm, load_tokenizer
+    from mpihybrid.models.hf import load_tokenizer, prompt_classifier
 
-    m = config.model
-    tokenizer = load_tokenizer(m.path)
-    data = load_task(config.data.name, config.data.path, tokenizer, config.data.max_length)
-    lm = load_causal_lm(
+    m, name = config.model, config.data.name
+    data = load_task(name, config.data.path, load_tokenizer(m.path), config.data.max_length)
+    model = prompt_classifier(
         m.path,
+        TASKS[name].words,
         dtype=m.dtype,
         trainable=m.trainable,
         lora_rank=m.lora_rank,
@@ -115,7 +115,7 @@ def load_model_and_data(config: Config) -> tuple[nn.Module, Dataset]:
         allow_pickle=m.allow_pickle,
         seed=config.seed,
     )
-    return PromptClassifier(lm, label_token_ids(tokenizer, TASKS[config.data.name].words)), data
+    return model, data
 
 
 def sampled_clients(seed: int, round_: int, clients: int, sampled: int) -> np.ndarray:
