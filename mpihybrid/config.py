@@ -31,9 +31,14 @@ def require(condition: bool, key: str, message: str) -> None:
         raise ConfigError(key, message)
 
 
+DATA_SETS = ("digits", "mnist1d", "synthetic", "mnist-idx", "cifar10", "npz", "hdf5")
+TEXT_TASKS = ("sst2", "rte", "cb", "boolq", "wic", "wsc")  # prompt tasks (mpihybrid.data.text)
+NETWORKS = ("mlp", "cnn2d", "cnn1d")
+
+
 @dataclass
 class DataConfig:
-    name: Literal["digits", "mnist1d", "synthetic", "mnist-idx", "cifar10", "npz", "hdf5"] = "digits"
+    name: Literal[DATA_SETS] = "digits"
     path: str = ""  # directory or file for the file-based loaders
     test_fraction: float = 0.2  # held-out share for data sets without a fixed test split
     num_samples: int = 4000  # mnist1d and synthetic: samples generated
@@ -62,7 +67,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    name: Literal["mlp", "cnn2d", "cnn1d"] = "mlp"
+    name: Literal[NETWORKS] = "mlp"
     hidden: list[int] = field(default_factory=lambda: [32])  # MLP hidden widths; CNN head widths
     channels: list[int] = field(default_factory=lambda: [16, 32])  # CNN conv channels
     kernel_size: int = 3
@@ -73,6 +78,44 @@ class ModelConfig:
         require(all(c >= 1 for c in self.channels), "model.channels", f"channels must be >= 1, got {self.channels}")
         require(self.name == "mlp" or len(self.channels) >= 1, "model.channels", "a CNN needs at least one conv layer")
         require(self.kernel_size >= 1 and self.kernel_size % 2 == 1, "model.kernel_size", "must be odd and >= 1")
+
+
+@dataclass
+class TextDataConfig(DataConfig):
+    """`DataConfig` plus the prompt tasks, for the algorithms that can train a language model."""
+
+    name: Literal[DATA_SETS + TEXT_TASKS] = "digits"
+    max_length: int = 0  # prompt tasks: prompt plus answer word, in tokens; 0 = DeComFL's for the task
+
+    def check(self) -> None:
+        super().check()
+        require(
+            self.max_length == 0 or self.max_length >= 2,
+            "data.max_length",
+            f"must be 0 (the task's own) or >= 2 (a prompt token and the answer), got {self.max_length}",
+        )
+        if self.name in TEXT_TASKS:
+            require(bool(self.path), "data.path", f"task '{self.name}' reads its published files: set data.path")
+
+
+@dataclass
+class LanguageModelConfig(ModelConfig):
+    """`ModelConfig` plus a local Hugging Face causal LM (`mpihybrid.models.hf`)."""
+
+    name: Literal[(*NETWORKS, "hf-causal-lm")] = "mlp"
+    path: str = ""  # hf-causal-lm: a directory written by save_pretrained (model and tokenizer)
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    trainable: Literal["all", "lora"] = "all"  # the tensors a step changes: every one, or LoRA adapters
+    lora_rank: int = 8
+    lora_alpha: int = 16
+    allow_pickle: bool = False  # accept pickle weight files (they can run code when loaded)
+
+    def check(self) -> None:
+        super().check()
+        require(self.lora_rank >= 1, "model.lora_rank", f"must be >= 1, got {self.lora_rank}")
+        require(self.lora_alpha >= 1, "model.lora_alpha", f"must be >= 1, got {self.lora_alpha}")
+        if self.name == "hf-causal-lm":
+            require(bool(self.path), "model.path", "an hf-causal-lm reads a save_pretrained directory: set model.path")
 
 
 @dataclass

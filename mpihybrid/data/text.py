@@ -164,6 +164,15 @@ def read_split(name: str, path: Path) -> tuple[list[str], np.ndarray]:
     return prompts, np.array(labels, dtype=np.int64)
 
 
+def read_task(name: str, path: str) -> list[tuple[list[str], np.ndarray]]:
+    """The prompts and classes of task ``name``'s train and test files in directory ``path``."""
+    task = TASKS[name]
+    root = Path(path)
+    if not root.is_dir():
+        raise ConfigError("data.path", f"'{path}' is not a directory (task '{name}' reads {' and '.join(task.files)})")
+    return [read_split(name, root / f) for f in task.files]
+
+
 def pad_token_id(tokenizer: Any) -> int:
     """The id left padding is filled with; it is masked out, so the end-of-text id serves where
     the tokenizer has no padding token."""
@@ -193,10 +202,7 @@ def load_task(name: str, path: str, tokenizer: Any, max_length: int = 0) -> Data
     max_length = max_length or task.max_length
     if max_length < 2:
         raise ConfigError("data.max_length", f"must be >= 2 (a prompt token and the answer), got {max_length}")
-    root = Path(path)
-    if not root.is_dir():
-        raise ConfigError("data.path", f"'{path}' is not a directory (task '{name}' reads {' and '.join(task.files)})")
-    (train, y_train), (test, y_test) = (read_split(name, root / f) for f in task.files)
+    (train, y_train), (test, y_test) = read_task(name, path)
     return Dataset(
         encode(train, tokenizer, max_length),
         y_train,

@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import torch
 
-from mpihybrid.fl.common import FederatedRounds, learning_rate
+from mpihybrid.config import Config, ConfigError
+from mpihybrid.fl.common import LANGUAGE_MODEL, FederatedRounds, learning_rate
 from mpihybrid.harness import Diverged, Run
 from mpihybrid.io.checkpoint import State
 from mpihybrid.solvers.zeroth_order import SGDRule
 
 
 class FedAvg(FederatedRounds):
+    @classmethod
+    def validate(cls, config: Config, world_size: int) -> None:
+        super().validate(config, world_size)
+        if config.model.name == LANGUAGE_MODEL and config.model.trainable != "all":
+            raise ConfigError("model.trainable", "FedAvg and FedZO train and upload the whole model: use 'all'")
+
     def __init__(self, run: Run):
         super().__init__(run)
         self.x = self.fed.flat.initial()
@@ -46,8 +53,8 @@ class FedAvg(FederatedRounds):
         self.x = acc
         return {}
 
-    def global_model(self) -> torch.Tensor:
-        return self.x
+    def global_model(self) -> list[torch.Tensor]:
+        return self.fed.flat.tensors(self.x)
 
     def state(self) -> State:
         return State({"global/x": self.x})

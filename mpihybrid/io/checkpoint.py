@@ -61,6 +61,8 @@ def _to_array(value: Any) -> tuple[np.ndarray, str]:
     """Encode a leaf as an array plus its kind, so strings and scalars come back as they went."""
     if isinstance(value, str):
         return np.frombuffer(value.encode(), dtype=np.uint8), "str"
+    if isinstance(value, torch.Tensor) and value.dtype == torch.bfloat16:  # numpy has no bfloat16: keep the bits
+        return _contiguous(value.detach().cpu().view(torch.int16).numpy()), "bfloat16"
     if isinstance(value, torch.Tensor):
         return _contiguous(value.detach().cpu().numpy()), "tensor"
     if isinstance(value, (bool, int, float, np.integer, np.floating)):
@@ -75,6 +77,8 @@ def _from_array(array: np.ndarray, kind: str) -> Any:
         return array.tobytes().decode()
     if kind == "tensor":
         return torch.from_numpy(array)
+    if kind == "bfloat16":
+        return torch.from_numpy(array).view(torch.bfloat16)
     if kind == "scalar":
         return array.item()
     return array

@@ -40,7 +40,9 @@ def param_sha256(tensors: Iterable[torch.Tensor]) -> str:
     """SHA-256 of the parameters' bytes in order: equal hashes mean bitwise equal models."""
     h = hashlib.sha256()
     for t in tensors:
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        t = t.detach().cpu().contiguous()
+        # The array's own buffer, not a bytes copy of it; numpy has no bfloat16, so its bits as int16.
+        h.update((t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy())
     return h.hexdigest()
 
 

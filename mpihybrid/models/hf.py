@@ -56,6 +56,19 @@ def check_checkpoint(path: str, allow_pickle: bool = False) -> None:
         )
 
 
+def check_architecture(path: str) -> None:
+    """``model.path``'s config.json names a causal LM architecture transformers knows (no weights read)."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    try:
+        config = AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=False)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigError("model.path", f"'{path}': config.json does not load: {_first_line(exc)}") from None
+    if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING:
+        raise ConfigError("model.path", f"'{path}' holds a '{config.model_type}' model, which is not a causal LM")
+
+
 def load_tokenizer(path: str) -> Any:
     """The tokenizer saved in ``path``."""
     from transformers import AutoTokenizer
