@@ -13,6 +13,9 @@
 # RUN_DIR/overrides (one per line); later runs reuse both, so a requeued job needs no
 # arguments repeated. Passing different --set values to an existing RUN_DIR is refused
 # (exit 2): start a new RUN_DIR instead. A resumed run must use the same NP.
+# Exit code: mpihybrid's (75: stopped by SIGUSR1/SIGTERM after a checkpoint; run again to resume).
+# Stale MPICH shared-memory segments of killed runs are removed before and after the run
+# (slurm/clean-shm.sh).
 set -euo pipefail
 if [ $# -lt 2 ]; then
     sed -n '2,16p' "$0" >&2
@@ -41,6 +44,12 @@ if compgen -G "$run_dir/checkpoints/checkpoint-*.h5" > /dev/null; then
     resume=(--resume)
     echo "mpihybrid job: resuming from the newest checkpoint in $run_dir/checkpoints" >&2
 fi
+clean_shm="$(dirname "$0")/../slurm/clean-shm.sh"
+"$clean_shm"
+status=0
 # shellcheck disable=SC2086  # MPIEXEC and MPIHYBRID may carry arguments
-exec ${MPIEXEC:-mpiexec} -n "${NP:-2}" ${MPIHYBRID:-mpihybrid} run "$algo" --config "$run_dir/config.toml" \
-    --out "$run_dir/results.h5" --checkpoint "$run_dir/checkpoints" --log-dir "$run_dir/logs" "${resume[@]}" "$@"
+${MPIEXEC:-mpiexec} -n "${NP:-2}" ${MPIHYBRID:-mpihybrid} run "$algo" --config "$run_dir/config.toml" \
+    --out "$run_dir/results.h5" --checkpoint "$run_dir/checkpoints" --log-dir "$run_dir/logs" "${resume[@]}" "$@" ||
+    status=$?
+"$clean_shm"
+exit "$status"

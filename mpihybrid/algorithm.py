@@ -20,6 +20,7 @@ from typing import ClassVar
 
 import torch
 
+from mpihybrid.comm import Comm
 from mpihybrid.config import Config
 from mpihybrid.harness import Diverged, Run
 from mpihybrid.io.checkpoint import State
@@ -66,6 +67,10 @@ class Algorithm:
     def checkpoint_due(self, step: int) -> bool:
         return self.run.checkpoint_due(step, self.total_steps)
 
+    def step_comm(self) -> Comm:
+        """The ranks that run the step loop together (they agree on an interruption after every step)."""
+        return self.run.world
+
     def state(self) -> State:
         """Collective: what a checkpoint must hold to continue bit for bit."""
         return State()
@@ -91,7 +96,7 @@ class Algorithm:
         run = self.run
         if run.resumed is not None:
             self.load_state(run.resumed.state)
-        error = ""
+        error, interrupted = "", False
         try:
             for step in range(run.start_step + 1, self.total_steps + 1):
                 run.inject_fault(step)
@@ -104,9 +109,14 @@ class Algorithm:
                     run.progress(step, self.total_steps, row)
                 if self.checkpoint_due(step):
                     run.save(step, self.state())
+                if step < self.total_steps and run.stop_requested(self.step_comm()):
+                    if run.checkpoint_dir is not None and not run.saved(step):
+                        run.save(step, self.state())
+                    interrupted = True
+                    break
         except Diverged as exc:
             error = str(exc)
         self.close(error)
-        run.finish(self.parameters(), self.memory(), self.counters(), error)
+        run.finish(self.parameters(), self.memory(), self.counters(), error, interrupted)
         if error:
             raise Diverged(error)

@@ -8,7 +8,8 @@
                       [--plots DIR] [--report DIR]
 
 Exit codes: 0 done, 1 a rank failed (the job was aborted), 2 bad input (config, checkpoint,
-launcher), 3 the run diverged (the last good checkpoint is kept).
+launcher), 3 the run diverged (the last good checkpoint is kept), 75 stopped by SIGUSR1 or SIGTERM
+after writing a checkpoint (run it again with --resume to continue).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 from mpi4py import MPI
 
 from mpihybrid import __version__
-from mpihybrid.errors import EXIT_DIVERGED, EXIT_USAGE, UsageError
+from mpihybrid.errors import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_USAGE, UsageError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -135,8 +136,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from mpihybrid.device import device_for, select_device
     from mpihybrid.errors import ConfigError
     from mpihybrid.harness import FAULT_ENV, Diverged, Run, parse_fault
+    from mpihybrid.interruption import Interruption
     from mpihybrid.io.checkpoint import latest_checkpoint, load_checkpoint
 
+    interruption = Interruption()
+    interruption.install()  # from here on, a signal stops the run at a step boundary
     world = Comm(MPI.COMM_WORLD)
     if args.log_dir:
         from mpihybrid.io.logs import tee_to_rank_log
@@ -186,6 +190,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         resumed=resumed,
         device=device,
         fault=fault,
+        interruption=interruption,
     )
     if resumed is not None:
         from mpihybrid.io.checkpoint import restore_global_rng
@@ -196,6 +201,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             try:
                 run.set_threads()
                 algorithm.create(run).train()
+                if run.interrupted:
+                    return EXIT_INTERRUPTED
             except UsageError:
                 raise
             except Diverged as exc:

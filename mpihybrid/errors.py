@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+EXIT_FAILURE = 1  # a rank failed; the job was aborted
 EXIT_USAGE = 2
 EXIT_DIVERGED = 3
+EXIT_INTERRUPTED = 75  # stopped by a signal after a checkpoint: run it again to resume (EX_TEMPFAIL)
 
 
 class UsageError(Exception):

@@ -23,11 +23,13 @@ from mpihybrid.comm import Comm
 from mpihybrid.config import Config
 from mpihybrid.device import CPU
 from mpihybrid.errors import UsageError
+from mpihybrid.interruption import Interruption
 from mpihybrid.io.checkpoint import Restored, State, list_checkpoints, save_checkpoint
-from mpihybrid.io.results import STATUS_COMPLETED, STATUS_FAILED, RunResults
+from mpihybrid.io.results import STATUS_COMPLETED, STATUS_FAILED, STATUS_INTERRUPTED, RunResults
 
 FAULT_ENV = "MPIHYBRID_FAULT"  # "RANK:STEP[:device]": raise on that rank at that step (tests the abort path)
 FAULT_KINDS = ("error", "device")
+SLOW_ENV = "MPIHYBRID_STEP_SLEEP"  # seconds every rank sleeps per step: a long job at no CPU cost (time-limit tests)
 SHOWN = {"train_loss": "loss", "test_accuracy": "acc", "condition_number": "cond"}  # progress line: metric -> label
 
 
@@ -82,6 +84,7 @@ class Run:
         resumed: Restored | None,
         device: torch.device = CPU,
         fault: Fault | None = None,
+        interruption: Interruption | None = None,
     ):
         self.algorithm = algorithm
         self.config = config
@@ -96,8 +99,13 @@ class Run:
         if resumed is not None:
             self.start_step = resumed.step
             self.results.load_state(resumed.state.shared)
+            self.results.restarts.append(resumed.step)
+        self.interruption = interruption or Interruption()
+        self.interrupted = False  # set by `finish` on every rank when the run stopped for a signal
         self.last_checkpoint: Path | None = None
+        self._saved_step = -1
         self._fault = fault
+        self._sleep = float(os.environ.get(SLOW_ENV) or 0)
         self._t0 = time.perf_counter()
         self._bar: tqdm | None = None
 
@@ -130,7 +138,8 @@ class Run:
             print(f"[{self.algorithm}] step {step}/{total} {text} ({self.elapsed():.1f}s)", flush=True)
 
     def inject_fault(self, step: int) -> None:
-        """Raise the fault $MPIHYBRID_FAULT asks for at this rank and step, if any."""
+        """Raise the fault $MPIHYBRID_FAULT asks for at this rank and step, if any; sleep $MPIHYBRID_STEP_SLEEP."""
+        time.sleep(self._sleep)
         fault = self._fault
         if fault is None or (fault.rank, fault.step) != (self.world.rank, step):
             return
@@ -147,6 +156,7 @@ class Run:
 
     def save(self, step: int, state: State) -> None:
         """Collective: checkpoint the algorithm's state plus the metrics history so far."""
+        self._saved_step = step
         self.last_checkpoint = save_checkpoint(
             self.checkpoint_dir,
             self.world,
@@ -158,26 +168,42 @@ class Run:
         )
         self.results.flush()
 
+    def saved(self, step: int) -> bool:
+        return self._saved_step == step
+
+    def stop_requested(self, comm: Comm) -> bool:
+        """Collective over the ranks running the step loop: did any of them receive SIGUSR1/SIGTERM?"""
+        return self.interruption.agreed(comm.mpi)
+
     def finish(
         self,
         params: Iterable[torch.Tensor],
         memory: dict[str, int] | None = None,
         per_rank: dict[str, float] | None = None,
         error: str = "",
+        interrupted: bool = False,
     ) -> None:
-        """Collective: write the results file and print the summary on rank 0."""
+        """Collective: write the results file and print the summary on rank 0; afterwards every
+        rank knows whether the run was interrupted (ranks outside the step loop learn it here)."""
         if self._bar is not None:
             self._bar.close()
-        status = STATUS_FAILED if error else STATUS_COMPLETED
+        self.interrupted = bool(self.world.mpi.allreduce(interrupted, op=MPI.LOR))
+        status = STATUS_FAILED if error else STATUS_INTERRUPTED if self.interrupted else STATUS_COMPLETED
         self.results.finish(status=status, params=params, memory=memory, per_rank=per_rank, error=error)
         if self.is_root:
             self.print_summary(status, error)
+        if self.interrupted:  # the launcher may end every rank as soon as one exits non-zero
+            self.world.mpi.Barrier()
 
     def print_summary(self, status: str, error: str) -> None:
         m = self.results.metrics
         lines = [f"mpihybrid {self.algorithm}: {status} on {self.world.size} ranks in {self.elapsed():.1f}s"]
-        if error:
-            lines.append(f"  {error}")
+        if error or self.interrupted:
+            if self.interrupted:
+                by = self.interruption.received or "a signal on another rank"
+                lines.append(f"  stopped by {by}: run again with --resume to continue")
+            else:
+                lines.append(f"  {error}")
             kept = list_checkpoints(self.checkpoint_dir) if self.checkpoint_dir else []
             lines.append(f"  last good checkpoint: {kept[-1] if kept else 'none'}")
         if m["step"]:

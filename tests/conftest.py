@@ -41,5 +41,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_stale_shared_memory():
+    """After the session, remove the MPICH segments that aborted and timed-out jobs left in /dev/shm
+    (docs/hpc.md); segments still mapped by a live process are kept. Not in the per-test MPI
+    sub-sessions (their sibling ranks are still running)."""
+    yield
+    if "PMI_RANK" not in os.environ:
+        subprocess.run([str(REPO / "slurm" / "clean-shm.sh")], capture_output=True, timeout=60)
+
+
 def explain(proc: subprocess.CompletedProcess) -> str:
     return f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"

@@ -27,6 +27,7 @@ SelectTypeParameters=CR_Core
 ReturnToService=2
 EnforcePartLimits=ALL
 MinJobAge=600
+AuthInfo=cred_expire=10
 StateSaveLocation={d}/state
 SlurmdSpoolDir={d}/spool
 SlurmctldPidFile={d}/slurmctld.pid
@@ -34,7 +35,7 @@ SlurmdPidFile={d}/slurmd.pid
 SlurmctldLogFile={d}/log/slurmctld.log
 SlurmdLogFile={d}/log/slurmd.log
 NodeName=localhost NodeAddr=127.0.0.1 CPUs={cpus} State=UNKNOWN
-PartitionName=debug Nodes=localhost Default=YES MaxTime=30 State=UP
+PartitionName=debug Nodes=localhost Default=YES MaxTime=30 OverSubscribe=FORCE:2 State=UP
 """
 
 

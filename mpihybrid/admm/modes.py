@@ -25,7 +25,7 @@ from mpihybrid.admm.curvature import Curvature
 from mpihybrid.admm.handoff import CHECKPOINT, CURVATURE, STOP, CurvatureEnd, UpdateEnd
 from mpihybrid.admm.update import UpdateSide, Workload
 from mpihybrid.algorithm import Algorithm
-from mpihybrid.comm import Topology
+from mpihybrid.comm import Comm, Topology
 from mpihybrid.config import Config, require
 from mpihybrid.harness import Diverged, Run, check_finite
 from mpihybrid.io.checkpoint import State
@@ -138,6 +138,9 @@ class OverlapUpdate(Algorithm):
 
     def evaluate(self) -> dict[str, float]:
         return self.update.evaluate()
+
+    def step_comm(self) -> Comm:
+        return self.topo.comm  # C runs no steps: it learns of an interruption in `Run.finish`
 
     def state(self) -> State:
         """Collective over the world: no curvature may be in flight across a checkpoint, so

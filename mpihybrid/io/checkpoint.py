@@ -1,13 +1,21 @@
-"""HDF5 checkpoints that resume bitwise: gather to rank 0, write atomically, verify on read.
+"""HDF5 checkpoints that resume bitwise: every rank writes its own shard, a manifest commits the set.
 
-A checkpoint holds a `State`: two trees of arrays, ``shared`` (identical on every rank, written
-once by rank 0: parameters of a data-parallel model, server history, ...) and ``local`` (one per
-rank: shards, virtual clients, RNG states). Every dataset carries a SHA-256 of its bytes; the root
-carries the format version, step, world size, algorithm and config hash. Restore checks all of
-them and raises CheckpointError with the reason, so a bad file never starts a run.
+A checkpoint holds a `State`: two trees of arrays, ``shared`` (identical on every rank: parameters
+of a data-parallel model, server history, ...) and ``local`` (one per rank: shards, virtual
+clients, RNG states). A write after step s, collective over the world:
 
-The local trees travel in one Gatherv of raw bytes (plus a pickled gather of their layout).
-Parallel HDF5 (the mpio driver) is not used: the h5py wheel has none (docs/hpc.md, "HDF5 without parallel HDF5").
+1. every rank writes its local tree to its own shard file, ``shards/<s>-<id>/rank-<r>.h5``, atomically
+   (``id`` is new for every write, so no write ever touches a file a committed manifest names);
+2. the shards' digests (a few bytes each) go to rank 0;
+3. rank 0 writes the manifest ``checkpoint-<s>.h5`` atomically: the root attributes (format version,
+   step, world size, algorithm, config hash, write id), the shared tree and the shard table
+   (file, rank, digest). Its rename is what commits the checkpoint: a job killed before it leaves
+   the previous checkpoint whole, a job killed after it leaves a complete one.
+
+No rank holds another rank's state. Every dataset carries a SHA-256 of its bytes and every shard a
+digest over its datasets' checksums. Restore checks the manifest, that every shard it lists exists,
+and every byte this rank reads; it raises CheckpointError naming the file, so a bad or partial set
+never starts a run. Parallel HDF5 is not used: the h5py wheel has none (docs/hpc.md).
 """
 
 from __future__ import annotations
@@ -16,6 +24,8 @@ import hashlib
 import json
 import random
 import re
+import shutil
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +40,8 @@ from mpihybrid.errors import CheckpointError
 from mpihybrid.io.h5util import atomic_h5
 from mpihybrid.io.state import Tree
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+SHARDS = "shards"  # subdirectory of the checkpoint directory that holds every write's shard files
 _NAME = re.compile(r"^checkpoint-(\d{9})\.h5$")
 
 
@@ -86,8 +97,13 @@ def _from_array(array: np.ndarray, kind: str) -> Any:
 
 def _digest(array: np.ndarray) -> str:
     h = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
-    h.update(array.tobytes())
+    h.update(array)  # a C-contiguous array hashes as its bytes, without the copy tobytes() makes
     return h.hexdigest()
+
+
+def _tree_digest(sums: dict[str, str]) -> str:
+    """One digest for a whole tree: over its dataset names and checksums, in name order."""
+    return hashlib.sha256(json.dumps(sorted(sums.items())).encode()).hexdigest()
 
 
 def global_rng_state() -> Tree:
@@ -109,36 +125,45 @@ def restore_global_rng(tree: Tree) -> None:
     torch.set_rng_state(tree["rng/torch"])
 
 
-def _write_tree(group: h5py.Group, tree: Tree) -> None:
+def _write_tree(group: h5py.Group, tree: Tree) -> str:
+    """Write ``tree`` under ``group``, a checksum on every dataset; the tree's digest."""
+    sums = {}
     for name, value in tree.items():
         array, kind = _to_array(value)
         ds = group.create_dataset(name, data=array)
         ds.attrs["kind"] = kind
-        ds.attrs["sha256"] = _digest(array)
+        ds.attrs["sha256"] = sums[name] = _digest(array)
+    return _tree_digest(sums)
 
 
-def _read_tree(group: h5py.Group, path: Path) -> Tree:
+def _read_tree(group: h5py.Group, path: Path) -> tuple[Tree, str]:
+    """Read and verify every dataset under ``group``; the tree and its digest."""
     tree: Tree = {}
+    sums: dict[str, str] = {}
 
     def visit(name: str, obj: Any) -> None:
         if isinstance(obj, h5py.Dataset):
-            array = obj[()]
-            array = np.asarray(array)
-            if _digest(array) != obj.attrs.get("sha256"):
+            array = np.asarray(obj[()])
+            sums[name] = _digest(array)
+            if sums[name] != obj.attrs.get("sha256"):
                 raise CheckpointError(f"checkpoint '{path}': checksum mismatch in dataset '{obj.name}'")
             tree[name] = _from_array(array, obj.attrs["kind"])
 
     group.visititems(visit)
-    return tree
+    return tree, _tree_digest(sums)
 
 
 @dataclass
 class CheckpointInfo:
+    """A manifest's root attributes and shard table (shard paths absolute)."""
+
     path: Path
     step: int
     world_size: int
     algorithm: str
     config_hash: str
+    write_id: str
+    shards: list[dict[str, Any]]  # per rank, in rank order: {"file", "rank", "digest"}
 
 
 def checkpoint_path(directory: str | Path, step: int) -> Path:
@@ -146,11 +171,15 @@ def checkpoint_path(directory: str | Path, step: int) -> Path:
 
 
 def list_checkpoints(directory: str | Path) -> list[Path]:
-    """Checkpoint files in ``directory``, oldest first (temp files of torn writes excluded)."""
+    """Committed checkpoints (manifests) in ``directory``, oldest first (temp files of torn writes excluded)."""
     directory = Path(directory)
     if not directory.is_dir():
         return []
     return sorted(p for p in directory.iterdir() if _NAME.match(p.name))
+
+
+def _shard_file(write_dir: Path, rank: int) -> Path:
+    return write_dir / f"rank-{rank:05d}.h5"
 
 
 def save_checkpoint(
@@ -163,21 +192,23 @@ def save_checkpoint(
     state: State,
     keep: int = 2,
 ) -> Path:
-    """Collective over ``comm``: write checkpoint-<step>.h5 and prune to the newest ``keep``."""
-    local = {**state.local, **global_rng_state()}
-    encoded = [(name, *_to_array(v)) for name, v in local.items()]
-    layout = [(name, a.dtype.str, a.shape, kind) for name, a, kind in encoded]
-    payload = (
-        np.concatenate([a.reshape(-1).view(np.uint8) for _, a, _ in encoded]) if encoded else np.zeros(0, np.uint8)
-    )
-    layouts = comm.mpi.gather(layout, root=0)
-    counts = comm.mpi.gather(payload.size, root=0)
-    is_root = comm.rank == 0
-    gathered = np.empty(sum(counts), np.uint8) if is_root else None
-    with comm.stats.label("checkpoint"):
-        comm.Gatherv(payload, gathered, counts if is_root else [payload.size] * comm.size, root=0)
+    """Collective over ``comm``: write checkpoint-<step>.h5 with its shards and prune to the newest ``keep``."""
+    directory = Path(directory)
+    write_id = comm.mpi.bcast(uuid.uuid4().hex[:16] if comm.rank == 0 else None, root=0)
+    write_dir = directory / SHARDS / f"{step:09d}-{write_id}"
+    shard = _shard_file(write_dir, comm.rank)
+    with atomic_h5(shard) as f:
+        f.attrs.update(
+            format_version=FORMAT_VERSION, step=step, rank=comm.rank, world_size=comm.size, write_id=write_id
+        )
+        digest = _write_tree(f.create_group("local"), {**state.local, **global_rng_state()})
+    digests = comm.mpi.gather(digest, root=0)  # only after every shard is on disk
     path = checkpoint_path(directory, step)
-    if is_root:
+    if comm.rank == 0:
+        table = [
+            {"file": str(_shard_file(write_dir, r).relative_to(directory)), "rank": r, "digest": d}
+            for r, d in enumerate(digests)
+        ]
         with atomic_h5(path) as f:
             f.attrs.update(
                 format_version=FORMAT_VERSION,
@@ -185,47 +216,102 @@ def save_checkpoint(
                 world_size=comm.size,
                 algorithm=algorithm,
                 config_hash=config_hash,
+                write_id=write_id,
+                shards=json.dumps(table),
                 mpihybrid_version=__version__,
             )
             _write_tree(f.create_group("shared"), state.shared)
-            offset = 0
-            for rank, rank_layout in enumerate(layouts):
-                tree = {}
-                for name, dtype, shape, kind in rank_layout:
-                    dt = np.dtype(dtype)
-                    n = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
-                    tree[name] = _from_array(gathered[offset : offset + n].view(dt).reshape(shape), kind)
-                    offset += n
-                _write_tree(f.create_group(f"rank/{rank}"), tree)
-        for old in list_checkpoints(directory)[:-keep]:
-            old.unlink()
+        _prune(directory, keep)
     comm.mpi.Barrier()
     return path
 
 
+def _prune(directory: Path, keep: int) -> None:
+    """Delete all but the newest ``keep`` manifests (each before its shards), then every shard
+    directory no kept manifest names (left by writes that never committed)."""
+    manifests = list_checkpoints(directory)
+    for old in manifests[:-keep]:
+        old.unlink()
+    named = set()
+    for kept in manifests[-keep:]:
+        try:
+            named.update(Path(s["file"]).parent.name for s in read_info(kept).shards)
+        except CheckpointError:
+            pass  # a kept manifest that cannot be read names nothing; resume will say why
+    for write_dir in (directory / SHARDS).iterdir():
+        if write_dir.name not in named:
+            shutil.rmtree(write_dir, ignore_errors=True)
+
+
 def read_info(path: str | Path) -> CheckpointInfo:
+    """A manifest's attributes, checked for the format; CheckpointError naming the file otherwise."""
     path = Path(path)
     try:
         with h5py.File(path, "r") as f:
             a = f.attrs
-            if int(a.get("format_version", -1)) != FORMAT_VERSION:
+            version = int(a.get("format_version", -1))
+            if version == 1:
                 raise CheckpointError(
-                    f"checkpoint '{path}': format version {a.get('format_version')} is not {FORMAT_VERSION}"
+                    f"checkpoint '{path}' has format 1 (one file gathered on rank 0), written by an older "
+                    f"mpihybrid; this version reads format {FORMAT_VERSION} (per-rank shards): start a new run"
                 )
+            if version != FORMAT_VERSION:
+                raise CheckpointError(f"checkpoint '{path}': format version {version} is not {FORMAT_VERSION}")
+            shards = json.loads(a["shards"])
+            for s in shards:
+                s["file"] = path.parent / s["file"]
             return CheckpointInfo(
-                path, int(a["step"]), int(a["world_size"]), str(a["algorithm"]), str(a["config_hash"])
+                path,
+                int(a["step"]),
+                int(a["world_size"]),
+                str(a["algorithm"]),
+                str(a["config_hash"]),
+                str(a["write_id"]),
+                shards,
             )
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint '{path}' does not exist") from None
-    except (OSError, KeyError) as exc:
+    except (OSError, KeyError, ValueError, TypeError) as exc:
         raise CheckpointError(f"checkpoint '{path}' is unreadable (truncated or not a checkpoint): {exc}") from None
 
 
-def load_checkpoint(path: str | Path, *, rank: int, world_size: int, algorithm: str, config_hash: str) -> Restored:
-    """Verify and read a checkpoint on one rank: the step, the shared tree and this rank's local tree.
+def _check_shard_set(info: CheckpointInfo) -> None:
+    """The manifest lists one shard per rank and every one of them exists (cheap: no shard is opened)."""
+    if [s["rank"] for s in info.shards] != list(range(info.world_size)):
+        raise CheckpointError(f"checkpoint '{info.path}': its shard table does not list ranks 0..{info.world_size - 1}")
+    for s in info.shards:
+        if not s["file"].is_file():
+            raise CheckpointError(
+                f"checkpoint '{info.path}' is incomplete: shard '{s['file']}' of rank {s['rank']} is missing"
+            )
 
-    Not collective: every rank reads the file itself, so every rank reaches the same verdict
-    before any collective.
+
+def _read_shard(info: CheckpointInfo, rank: int) -> Tree:
+    entry = info.shards[rank]
+    shard = entry["file"]
+    try:
+        with h5py.File(shard, "r") as f:
+            a = f.attrs
+            header = (str(a.get("write_id")), *(int(a.get(k, -1)) for k in ("rank", "world_size", "step")))
+            if header != (info.write_id, rank, info.world_size, info.step):
+                raise CheckpointError(
+                    f"shard '{shard}' belongs to another checkpoint (write {header[0]}, rank {header[1]} of "
+                    f"{header[2]}, step {header[3]}), not to '{info.path}' (write {info.write_id}, rank {rank} of "
+                    f"{info.world_size}, step {info.step})"
+                )
+            local, digest = _read_tree(f["local"], shard)
+    except (OSError, KeyError) as exc:
+        raise CheckpointError(f"shard '{shard}' is unreadable (truncated or corrupt): {exc}") from None
+    if digest != entry["digest"]:
+        raise CheckpointError(f"shard '{shard}' does not match the digest in '{info.path}' (changed after the write)")
+    return local
+
+
+def load_checkpoint(path: str | Path, *, rank: int, world_size: int, algorithm: str, config_hash: str) -> Restored:
+    """Verify and read a checkpoint on one rank: the step, the shared tree and this rank's shard.
+
+    Not collective: every rank checks the manifest and that every shard exists, then reads and
+    verifies its own; the CLI agrees on the first rank's error before any collective.
     """
     info = read_info(path)
     if info.algorithm != algorithm:
@@ -240,13 +326,13 @@ def load_checkpoint(path: str | Path, *, rank: int, world_size: int, algorithm: 
             f"checkpoint '{info.path}' was written with another config (hash "
             f"{info.config_hash[:12]} != {config_hash[:12]}); resume with the same config"
         )
+    _check_shard_set(info)
     try:
         with h5py.File(info.path, "r") as f:
-            shared = _read_tree(f["shared"], info.path)
-            local = _read_tree(f[f"rank/{rank}"], info.path)
+            shared, _ = _read_tree(f["shared"], info.path)
     except (OSError, KeyError) as exc:
         raise CheckpointError(f"checkpoint '{info.path}' is unreadable (truncated or corrupt): {exc}") from None
-    return Restored(info.path, info.step, State(shared, local))
+    return Restored(info.path, info.step, State(shared, _read_shard(info, rank)))
 
 
 def latest_checkpoint(directory: str | Path) -> Path:

@@ -1,7 +1,8 @@
 """The results file of a run (HDF5, one per run, written by rank 0). Schema: README "Results file".
 
 /           attrs: schema_version, algorithm, world_size, device, config (JSON), status, error,
-                   mpihybrid_version, mpi_library, started, finished
+                   mpihybrid_version, mpi_library, started, finished, restarts (how many resumes)
+/restarts/step      the step each resume started after, in order
 /metrics/   equal-length 1-D datasets indexed by ``step`` (NaN where a metric was not measured)
 /comm/<kind>/{calls,payload_bytes,received_bytes,seconds}   one entry per rank
 /memory/    peak_rss_bytes, peak_device_bytes and algorithm-specific byte counts, one entry per rank
@@ -30,6 +31,7 @@ from mpihybrid.io.h5util import atomic_h5
 
 SCHEMA_VERSION = 1
 STATUS_RUNNING, STATUS_COMPLETED, STATUS_FAILED = "running", "completed", "failed"
+STATUS_INTERRUPTED = "interrupted"  # stopped by a signal after a checkpoint; resumable
 
 
 def now() -> str:
@@ -66,6 +68,7 @@ class RunResults:
         self.comm = comm
         self.started = now()
         self.metrics: dict[str, list[float]] = {"step": []}
+        self.restarts: list[int] = []  # the step each resume of this run started after
 
     def log(self, step: int, **values: float) -> None:
         """Append one row; metrics not given in this row are NaN."""
@@ -85,16 +88,16 @@ class RunResults:
 
     # -- checkpoint support: the history travels with the model, so a resumed file is whole.
     def state(self) -> dict[str, Any]:
-        return (
-            {f"metrics/{k}": np.asarray(v, dtype=np.float64) for k, v in self.metrics.items()}
-            if self.comm.rank == 0
-            else {}
-        )
+        if self.comm.rank != 0:
+            return {}
+        tree = {f"metrics/{k}": np.asarray(v, dtype=np.float64) for k, v in self.metrics.items()}
+        return {**tree, "restarts/step": np.asarray(self.restarts, dtype=np.int64)}
 
     def load_state(self, tree: dict[str, Any]) -> None:
         loaded = {k.split("/", 1)[1]: list(map(float, v)) for k, v in tree.items() if k.startswith("metrics/")}
         if loaded:
             self.metrics = loaded
+        self.restarts = [int(s) for s in tree.get("restarts/step", [])]
 
     def _write(self, status: str, error: str, per_rank: list[dict] | None, final: dict[str, float]) -> None:
         with atomic_h5(self.path) as f:
@@ -110,7 +113,9 @@ class RunResults:
                 mpi_library=MPI.Get_library_version().splitlines()[0].strip(),
                 started=self.started,
                 finished=now() if status != STATUS_RUNNING else "",
+                restarts=len(self.restarts),
             )
+            f.create_dataset("restarts/step", data=np.asarray(self.restarts, dtype=np.int64))
             m = f.create_group("metrics")
             for name, column in self.metrics.items():
                 m.create_dataset(name, data=np.asarray(column, dtype=np.int64 if name == "step" else np.float64))

@@ -9,6 +9,7 @@ import torch
 
 from conftest import BIN, REPO, explain, launch
 from mpihybrid.analysis import read_results
+from mpihybrid.io.checkpoint import list_checkpoints, read_info
 
 JOB = str(REPO / "jobs" / "dp-adam" / "digits.toml")
 
@@ -61,7 +62,7 @@ def test_dp_adam_accuracy_and_bitwise_resume_after_a_crash(tmp_path):
         2, *common, "--out", str(tmp_path / "resumed.h5"), "--checkpoint", str(ckpt), env={"MPIHYBRID_FAULT": "1:350"}
     )
     assert crashed.returncode != 0 and "[rank 1] RuntimeError: injected fault" in crashed.stderr, explain(crashed)
-    assert sorted(p.name for p in ckpt.iterdir()) == ["checkpoint-000000200.h5"]
+    assert [p.name for p in list_checkpoints(ckpt)] == ["checkpoint-000000200.h5"]
     resumed = launch(2, *common, "--out", str(tmp_path / "resumed.h5"), "--checkpoint", str(ckpt), "--resume")
     assert resumed.returncode == 0, explain(resumed)
     again = read_results(tmp_path / "resumed.h5")
@@ -130,7 +131,7 @@ def test_impossible_size_and_resume_errors(tmp_path):
         str(ckpt),
     )
     assert ok.returncode == 0, explain(ok)
-    (good,) = list(ckpt.iterdir())
+    (good,) = list_checkpoints(ckpt)
     before = good.read_bytes()
     other = launch(
         2,
@@ -164,23 +165,20 @@ def test_impossible_size_and_resume_errors(tmp_path):
     assert sizes.returncode == 2 and "written by 2 ranks" in sizes.stderr, explain(sizes)
 
     good.write_bytes(before[: len(before) // 3])
-    trunc = launch(
-        2,
-        "run",
-        "dp-adam",
-        "--config",
-        JOB,
-        "--set",
-        "train.steps=20",
-        "--out",
-        str(tmp_path / "r4.h5"),
-        "--checkpoint",
-        str(ckpt),
-        "--resume",
-    )
+    resume_args = ["run", "dp-adam", "--config", JOB, "--set", "train.steps=20", "--checkpoint", str(ckpt), "--resume"]
+    trunc = launch(2, *resume_args, "--out", str(tmp_path / "r4.h5"))
     lines = trunc.stderr.strip().splitlines()
     assert trunc.returncode == 2 and len(lines) == 1 and "unreadable" in lines[0], explain(trunc)
     assert not (tmp_path / "r4.h5").exists()
+
+    good.write_bytes(before)
+    shard = read_info(good).shards[1]["file"]
+    shard.unlink()
+    partial = launch(2, *resume_args, "--out", str(tmp_path / "r5.h5"))
+    lines = partial.stderr.strip().splitlines()
+    assert partial.returncode == 2 and len(lines) == 1 and f"shard '{shard}' of rank 1 is missing" in lines[0], explain(
+        partial
+    )
 
 
 @pytest.mark.parametrize(
@@ -234,7 +232,7 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     run = read_results(tmp_path / "r.h5")
     assert run.attrs["status"] == "failed" and "diverged" in run.attrs["error"]
     last_step = int(run.metrics["step"][-1])
-    kept = sorted(p.name for p in ckpt.iterdir())
+    kept = [p.name for p in list_checkpoints(ckpt)]
     assert kept and kept[-1] == f"checkpoint-{last_step:09d}.h5"
 
 

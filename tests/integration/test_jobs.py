@@ -1,8 +1,10 @@
 """The shipped job launchers: a run directory with results, checkpoints and per-rank logs;
 running the launcher again after a crash resumes bit for bit."""
 
+import mmap
 import os
 import subprocess
+from pathlib import Path
 
 import h5py
 
@@ -48,3 +50,17 @@ def test_launcher_resumes_after_a_crash_with_the_recorded_overrides(tmp_path):
     logs = (tmp_path / "run" / "logs" / "rank-1.log").read_text()
     assert "injected fault" in logs  # the crashed attempt's traceback, kept
     assert (tmp_path / "run" / "config.toml").exists()
+
+
+def test_clean_shm_removes_unmapped_mpich_segments_and_keeps_mapped_ones():
+    stale, live = (Path(f"/dev/shm/mpich_shm_test{os.getpid()}{k}_0") for k in ("a", "b"))
+    stale.write_bytes(b"\0" * 4096)
+    live.write_bytes(b"\0" * 4096)
+    try:
+        with live.open("r+b") as f, mmap.mmap(f.fileno(), 4096):
+            proc = subprocess.run([str(REPO / "slurm" / "clean-shm.sh")], capture_output=True, text=True, timeout=60)
+            assert proc.returncode == 0 and f"removed stale {stale}" in proc.stdout, explain(proc)
+            assert not stale.exists() and live.exists()
+    finally:
+        stale.unlink(missing_ok=True)
+        live.unlink(missing_ok=True)
