@@ -7,8 +7,11 @@ Writes every run's results file under --out and a markdown table to --out/README
 2. sharded Lanczos at 1, 2 and 4 ranks against the serial result (float64);
 3. curvature + optimizer bytes per rank for P ∈ {1, 2, 4, 8} (dho2 sync), fitted to a + b/P;
 4. overlap: the update rank's step time while the curvature rank computes, against no curvature;
-5. time (and steps) to the best training loss Adam reaches in a fixed budget: FOSI-Adam vs Adam
-   on 1 rank, DHO2 vs dp-adam on 2 ranks, 5 seeds, digits MLP and MNIST-1D CNN.
+5. time (and steps) to dp-adam's best smoothed training loss (lr tuned over a grid): FOSI's
+   settings, DHO2 sync and overlap with Lanczos or warm subspace iteration, on 2 ranks, per
+   seed (``--seeds``, raw numbers in --out/speed.json), digits MLP, MNIST-1D CNN and a rotated
+   ill-conditioned logistic regression, with the HVP cost in gradient steps;
+6. the FOSI step (six passes over V) against a five-pass form.
 
 Part 2 runs this file itself under mpiexec (``--sharded-worker``).
 """
@@ -16,6 +19,7 @@ Part 2 runs this file itself under mpiexec (``--sharded-worker``).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -346,12 +350,12 @@ def load() -> float:
     return os.getloadavg()[0]
 
 
-def time_to_target(out: Path, quick: bool, seeds: int) -> list[str]:
-    ranks = 2
-    raw: dict = {"machine": "2-core shared CPU, no GPU", "ranks": ranks, "smooth": SMOOTH, "workloads": {}}
+def speed_table(raw: dict) -> list[str]:
+    """Section 5 from the raw per-seed numbers of speed.json."""
+    ranks = raw["ranks"]
     lines = [
         "",
-        f"## 5. Time to dp-adam's best smoothed training loss ({ranks} ranks, {seeds} seeds)",
+        f"## 5. Time to dp-adam's best smoothed training loss ({ranks} ranks)",
         "",
         f"Target: the best moving average (over {SMOOTH} steps) of dp-adam's mini-batch training loss in the "
         "budget, with dp-adam's lr tuned on seed 0 over "
@@ -362,13 +366,50 @@ def time_to_target(out: Path, quick: bool, seeds: int) -> list[str]:
         "0 when never reached). Steps ratio = dp-adam's steps / the method's. Accuracy: test accuracy at the first "
         "evaluation at or after the hit. HVP cost: one HVP on the curvature batch in units of one training "
         "gradient, single and per vector of a vmapped block of k (measured in-process, 1 thread). Load: the "
-        "1-minute load average before each run (the machine is shared), median [min, max].",
+        "1-minute load average before each run (the machine is shared), median [min, max]. Raw numbers per seed: "
+        "`speed.json`.",
         "",
-        "| workload | method | ranks | speed-up (time) median [min, max] | steps ratio median | reached | "
-        "accuracy at target (dp-adam's) | HVP cost (single / vmapped per vector) | load |",
+        "| workload | method | seeds | speed-up (time) median [min, max] | steps ratio median | reached | "
+        "accuracy at target | HVP cost (single / vmapped per vector) | load |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
+    for name, entry in raw["workloads"].items():
+        rows = list(entry["seeds"].values())
+        base_acc = statistics.median(r["dp-adam"]["accuracy"] for r in rows)
+        loads = [r["dp-adam"]["load"] for r in rows]
+        grid = ", ".join(f"{float(k):g}: {v:.4f}" for k, v in entry["lr_grid"].items())
+        lines.append(
+            f"| {name} ({entry['steps']} steps) | dp-adam, lr {entry['lr']:g} (grid, best smoothed loss: {grid}) | "
+            f"{len(rows)} | 1 | 1 | {len(rows)}/{len(rows)} | {base_acc:.3f} | — | "
+            f"{statistics.median(loads):.1f} [{min(loads):.1f}, {max(loads):.1f}] |"
+        )
+        hvp = entry["hvp_cost"]
+        for label in SPEED_METHODS:
+            cells = [r[label] for r in rows]
+            speed = [c["speedup"] for c in cells]
+            reached = [c for c in cells if "time" in c]
+            acc = f"{statistics.median(c['accuracy'] for c in reached):.3f}" if reached else "—"
+            ld = [c["load"] for c in cells]
+            lines.append(
+                f"| {name} | {label} | {len(rows)} | **{statistics.median(speed):.2f}×** [{min(speed):.2f}, "
+                f"{max(speed):.2f}] | {statistics.median(c['steps_ratio'] for c in cells):.2f}× | "
+                f"{len(reached)}/{len(cells)} | {acc} | {hvp['single']:.1f} / {hvp['vmapped_per_vector']:.1f} | "
+                f"{statistics.median(ld):.1f} [{min(ld):.1f}, {max(ld):.1f}] |"
+            )
+    return lines
+
+
+def time_to_target(out: Path, quick: bool, seeds: int, only: list[str]) -> list[str]:
+    """Runs the workloads whose name contains one of ``only`` (all when empty), merges their
+    per-seed numbers into out/speed.json and renders the table from all of it."""
+    ranks = 2
+    path = out / "speed.json"
+    raw: dict = json.loads(path.read_text()) if path.exists() else {}
+    raw.update(machine="2-core shared CPU, no GPU", ranks=ranks, smooth=SMOOTH)
+    raw.setdefault("workloads", {})
     for name, (job, steps, extra) in speed_workloads(out, quick).items():
+        if only and not any(o in name for o in only):
+            continue
         common = [f"train.steps={steps}", "train.eval_every=100", *extra]
         base_job = out / f"adam-{job.stem}.toml"  # the same config without FOSI's sections
         base_job.write_text(job.read_text().split("\n[fosi]")[0])
@@ -376,8 +417,8 @@ def time_to_target(out: Path, quick: bool, seeds: int) -> list[str]:
         grid, grid_runs = {}, {}
         for factor in LR_GRID:
             lr = lr0 * factor
-            path = out / "speed" / f"grid-{job.stem}-{lr:g}.h5"
-            grid_runs[lr] = run_job(ranks, "dp-adam", base_job, path, *common, "seed=0", f"train.lr={lr}", timeout=600)
+            h5 = out / "speed" / f"grid-{job.stem}-{lr:g}.h5"
+            grid_runs[lr] = run_job(ranks, "dp-adam", base_job, h5, *common, "seed=0", f"train.lr={lr}", timeout=600)
             grid[lr] = float(smoothed(grid_runs[lr]["metrics"]["train_loss"]).min())
         lr = min(grid, key=grid.get)
         entry = raw["workloads"][name] = {"job": str(job.relative_to(REPO)), "steps": steps, "lr_grid": grid, "lr": lr}
@@ -427,27 +468,62 @@ def time_to_target(out: Path, quick: bool, seeds: int) -> list[str]:
                     )
                 else:
                     row[label].update(speedup=0.0, steps_ratio=0.0)
-        rows = list(per_seed.values())
-        base_acc = statistics.median(r["dp-adam"]["accuracy"] for r in rows)
-        loads = [r["dp-adam"]["load"] for r in rows]
+        path.write_text(json.dumps(raw, indent=1))
+    return speed_table(raw)
+
+
+def five_pass_step(core, g: torch.Tensor) -> None:
+    """The FOSI step (Adam base) with u's projection and the Newton direction in one Vᵀ product:
+    θ_before + c·u − Vᵀ(c·Vu + α·η ⊙ Vm), five passes over V where `FOSICore.step` makes six.
+    Measured against it in `step_passes`; not adopted (no measurable gain, other rounding)."""
+    theta, V, beta = core.theta, core.V, core.decay
+    p, v_old = V @ g, V @ core.velocity
+    g1 = V.T @ p
+    core.velocity.mul_(beta).add_(g1, alpha=1 - beta)
+    vm = (1 - beta) * (core.gram @ p) + beta * v_old
+    old = theta.detach().clone()
+    theta.grad = g - g1
+    core.base.step()
+    u = theta.detach() - old
+    theta.copy_(old.add_(u, alpha=core.c).sub_(V.T @ (core.c * (V @ u) + core.alpha * (core.eta * vm))))
+
+
+def step_passes(out: Path, quick: bool) -> list[str]:
+    from mpihybrid.solvers.fosi import FOSICore
+
+    lines = [
+        "",
+        "## 6. FOSI step: six passes over V (`FOSICore.step`) against five (Adam base, k = 10, 1 process, 1 thread)",
+        "",
+        "Two FOSICores with the same eigenpairs and gradients, stepped alternately (so both see the same load); "
+        "median of 200 steps after 20 warm-up steps. Load: the "
+        "1-minute load average before the measurement.",
+        "",
+        "| n | six passes | five passes | speed-up | load |",
+        "|---|---|---|---|---|",
+    ]
+    torch.set_num_threads(1)
+    for n in (2_410, 19_210) if quick else (2_410, 19_210, 200_000):
+        rng = np.random.default_rng(0)
+        vectors = np.linalg.qr(rng.standard_normal((n, 10)))[0].T
+        cores = {}
+        for name in ("six", "five"):
+            cores[name] = FOSICore(torch.zeros(n), k=10)
+            cores[name].set_curvature(np.linspace(1, 10, 10), vectors)
+        steps = {"six": cores["six"].step, "five": functools.partial(five_pass_step, cores["five"])}
+        samples = {name: [] for name in steps}
+        with torch.no_grad():
+            for i, g in enumerate(torch.randn(220, n)):
+                for name, step in steps.items():  # interleaved, so both see the same load
+                    t = time.perf_counter()
+                    step(g)
+                    if i >= 20:
+                        samples[name].append(time.perf_counter() - t)
+        times = {name: statistics.median(v) for name, v in samples.items()}
         lines.append(
-            f"| {name} | dp-adam, lr {lr:g} (grid best smoothed loss: "
-            f"{', '.join(f'{k:g}: {v:.4f}' for k, v in grid.items())}) | {ranks} | 1 | 1 | {len(rows)}/{len(rows)} | "
-            f"{base_acc:.3f} | — | {statistics.median(loads):.1f} [{min(loads):.1f}, {max(loads):.1f}] |"
+            f"| {n:,} | {times['six'] * 1e6:.0f} µs | {times['five'] * 1e6:.0f} µs | "
+            f"**{times['six'] / times['five']:.2f}×** | {load():.1f} |"
         )
-        for label in SPEED_METHODS:
-            cells = [r[label] for r in rows]
-            speed = [c["speedup"] for c in cells]
-            reached = [c for c in cells if "time" in c]
-            acc = f"{statistics.median(c['accuracy'] for c in reached):.3f}" if reached else "—"
-            ld = [c["load"] for c in cells]
-            lines.append(
-                f"| {name} | {label} | {ranks} | **{statistics.median(speed):.2f}×** [{min(speed):.2f}, "
-                f"{max(speed):.2f}] | {statistics.median(c['steps_ratio'] for c in cells):.2f}× | "
-                f"{len(reached)}/{len(cells)} | {acc} | {single:.1f} / {vmapped:.1f} | "
-                f"{statistics.median(ld):.1f} [{min(ld):.1f}, {max(ld):.1f}] |"
-            )
-        (out / "speed.json").write_text(json.dumps(raw, indent=1))
     return lines
 
 
@@ -456,7 +532,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "dho2")
     parser.add_argument("--quick", action="store_true", help="fewer and shorter runs (a smoke test)")
     parser.add_argument("--seeds", type=int, default=5, help="seeds of the speed section")
-    parser.add_argument("--only", nargs="*", default=["exact", "sharded", "memory", "overlap", "speed"])
+    parser.add_argument("--workloads", nargs="*", default=[], help="speed section: only workloads naming these")
+    parser.add_argument("--only", nargs="*", default=["exact", "sharded", "memory", "overlap", "speed", "step"])
     parser.add_argument("--sharded-worker", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sharded_worker:
@@ -468,7 +545,8 @@ def main() -> None:
         "sharded": lambda: sharded(args.out),
         "memory": lambda: memory(args.out, args.quick),
         "overlap": lambda: overlap(args.out, args.quick),
-        "speed": lambda: time_to_target(args.out, args.quick, args.seeds),
+        "speed": lambda: time_to_target(args.out, args.quick, args.seeds, args.workloads),
+        "step": lambda: step_passes(args.out, args.quick),
     }
     write_report(
         args.out,
