@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from mpi4py import MPI
@@ -27,7 +28,6 @@ from mpihybrid.io.checkpoint import Restored, State, list_checkpoints, save_chec
 from mpihybrid.io.results import STATUS_COMPLETED, STATUS_FAILED, RunResults
 
 FAULT_ENV = "MPIHYBRID_FAULT"  # "RANK:STEP[:device]": raise on that rank at that step (tests the abort path)
-FAULT_KINDS = ("error", "device")
 SHOWN = {"train_loss": "loss", "test_accuracy": "acc", "condition_number": "cond"}  # progress line: metric -> label
 
 
@@ -38,7 +38,7 @@ class Fault:
 
     rank: int
     step: int
-    kind: str = "error"
+    kind: Literal["error", "device"] = "error"
 
 
 def parse_fault(raw: str) -> Fault | None:
