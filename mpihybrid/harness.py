@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from mpi4py import MPI
@@ -28,7 +29,6 @@ from mpihybrid.io.checkpoint import Restored, State, list_checkpoints, save_chec
 from mpihybrid.io.results import STATUS_COMPLETED, STATUS_FAILED, STATUS_INTERRUPTED, RunResults
 
 FAULT_ENV = "MPIHYBRID_FAULT"  # "RANK:STEP[:device]": raise on that rank at that step (tests the abort path)
-FAULT_KINDS = ("error", "device")
 SLOW_ENV = "MPIHYBRID_STEP_SLEEP"  # seconds every rank sleeps per step: a long job at no CPU cost (time-limit tests)
 SHOWN = {"train_loss": "loss", "test_accuracy": "acc", "condition_number": "cond"}  # progress line: metric -> label
 
@@ -40,7 +40,7 @@ class Fault:
 
     rank: int
     step: int
-    kind: str = "error"
+    kind: Literal["error", "device"] = "error"
 
 
 def parse_fault(raw: str) -> Fault | None:

@@ -29,11 +29,14 @@ class ShardedBatches:
             raise ConfigError(
                 "train.batch_size", f"a rank's batch of {self.local_batch} exceeds its {len(self.shard)} samples"
             )
+        self._epoch, self._order = -1, np.empty(0, dtype=np.int64)  # the permutation of the current epoch
 
     def indices(self, step: int) -> np.ndarray:
         epoch, i = divmod(step, self.steps_per_epoch)
-        order = numpy_rng(self.seed, "dp-batches", self.rank, epoch).permutation(len(self.shard))
-        return self.shard[order[i * self.local_batch : (i + 1) * self.local_batch]]
+        if epoch != self._epoch:  # drawing costs ~0.1 ms (most of a small model's step): once per epoch
+            self._order = numpy_rng(self.seed, "dp-batches", self.rank, epoch).permutation(len(self.shard))
+            self._epoch = epoch
+        return self.shard[self._order[i * self.local_batch : (i + 1) * self.local_batch]]
 
 
 class ShardedTestSet:

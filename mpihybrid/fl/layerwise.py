@@ -60,12 +60,16 @@ def stream(
     """Add a client's rows for layer ``index`` to ``acc``, one mini-batch of patches at a time.
 
     With ``seconds`` set (adaptive batches), each next batch is sized from the speed measured on
-    the previous one so that a batch takes about that long. Returns the last batch size used.
+    the previous one so that a batch takes about that long (on a GPU the clock waits for the
+    batch's kernels; timing their launch alone would grow the batch without bound). Returns the
+    last batch size used.
     """
     i = 0
     while i < len(y):
         t = time.perf_counter()
         acc.add(net.inputs(index, H[i : i + batch]), net.targets(index, y[i : i + batch]))
+        if seconds is not None and H.is_cuda:
+            torch.cuda.synchronize(H.device)
         done = min(batch, len(y) - i)
         i += done
         if seconds is not None:

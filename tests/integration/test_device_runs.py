@@ -85,9 +85,11 @@ def global_weights(ckpt_dir):
 
 @pytest.mark.cuda
 def test_pfedacnnl_on_the_gpu_matches_the_cpu(tmp_path):
-    """Float64 sums and solve on the GPU: the global weights agree with the CPU's to 1e-10."""
+    """Float64 sums and solve on the GPU (adaptive batches, timed with the GPU's kernels): the
+    global weights agree with the CPU's to 1e-10."""
     weights = {}
-    for name, device in (("gpu", ON_GPU), ("cpu", ON_CPU)):
+    adaptive = ["--set", "acnnl.adaptive_batch=true", "--set", "acnnl.batch_seconds=0.001"]
+    for name, device in (("gpu", [*ON_GPU, *adaptive]), ("cpu", ON_CPU)):
         out, ck = tmp_path / f"{name}.h5", tmp_path / name
         proc = launch(2, "run", "pfedacnnl", *FED, *device, "--out", str(out), "--checkpoint", str(ck), timeout=300)
         assert proc.returncode == 0, explain(proc)
