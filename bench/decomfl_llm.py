@@ -16,8 +16,8 @@ P = 5 forward differences, K = 1, ``--batch`` prompts a local step.
   transformers' OPT, mpi4py, mpihybrid's DeComFL): peak − imports is what the run adds.
 - ``flat-c`` (the full-vector path DeComFL ran before the in-place kernels, still in
   `mpihybrid.solvers.zeroth_order`): a flat model per client (snapshot and momentum), the
-  server's, and per step the local copy, P d-sized directions and x + μz, on random prompts of
-  8 to 31 tokens; s/round is c client steps plus the server's update.
+  server's, and per step the local copy, P d-sized directions and x + μz, on the same model
+  and prompts; s/round is c client steps plus the server's update.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "bench"), str(REPO / "tests")]
-P, MU, LR, SEED, LENGTH, ROUNDS = 5, 1e-3, 5e-6, 0, 31, 3
+P, MU, LR, SEED, ROUNDS = 5, 1e-3, 5e-6, 0, 3
 # A process that imports what a rank imports before it builds anything, and prints its peak RSS.
 IMPORTS = """import json, torch, mpi4py.MPI, mpihybrid.cli, mpihybrid.fl.decomfl
 from transformers import OPTForCausalLM
@@ -107,20 +107,18 @@ def decomfl_case(clients: int, batch: int, threads: int, root: Path) -> dict:
     }
 
 
-def flat_case(clients: int, batch: int) -> dict:
-    """The full-vector path, in this process: c client steps and the server's update."""
+def flat_case(clients: int, batch: int, root: Path) -> dict:
+    """The full-vector path, in this process: c client steps and the server's update, on the
+    first ``batch`` prompts of the decomfl runs' data and their model."""
+    from mpihybrid.data.text import TASKS, load_task
     from mpihybrid.models import FlatModel
-    from mpihybrid.models.hf import PromptClassifier
+    from mpihybrid.models.hf import load_tokenizer, prompt_classifier
     from mpihybrid.solvers.zeroth_order import SGDRule, direction, finite_differences
 
-    rng = np.random.default_rng(SEED)
-    x = np.zeros((batch, 2, LENGTH), dtype=np.int64)
-    x[:, 0] = 1  # OPT's padding id
-    for i, k in enumerate(rng.integers(8, LENGTH + 1, batch)):
-        x[i, 0, LENGTH - k :] = rng.integers(3, 50272, k)
-        x[i, 1, LENGTH - k :] = 1
-    xb, yb = torch.from_numpy(x), torch.from_numpy(rng.integers(0, 2, batch))
-    flat = FlatModel(PromptClassifier(opt_125m(), [100, 200]))
+    model, data = prepare(root)
+    task = load_task("sst2", str(data), load_tokenizer(str(model)), 32)
+    xb, yb = torch.from_numpy(task.x_train[:batch]), torch.from_numpy(task.y_train[:batch])
+    flat = FlatModel(prompt_classifier(str(model), TASKS["sst2"].words))
     d, rule = flat.d, SGDRule()
     x0 = flat.initial()
     snapshots = [(x0.clone(), torch.zeros_like(x0)) for _ in range(clients)]
@@ -160,7 +158,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     if args.case:
-        print(json.dumps(flat_case(int(args.case.split("-")[1]), args.batch)))
+        print(json.dumps(flat_case(int(args.case.split("-")[1]), args.batch, args.work)))
         return
     args.out.mkdir(parents=True, exist_ok=True)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -172,7 +170,8 @@ def main() -> None:
         if kind == "decomfl":
             r = decomfl_case(int(clients), args.batch, args.threads, args.work)
         else:
-            r = in_child(__file__, "--case", name, "--batch", str(args.batch), "--threads", str(args.threads))
+            cmd = ["--case", name, "--batch", str(args.batch), "--threads", str(args.threads), "--work", str(args.work)]
+            r = in_child(__file__, *cmd)
         (args.out / f"{name}.json").write_text(json.dumps(r, indent=1) + "\n")
         rows.append(r)
     d = rows[0]["d"]
@@ -195,8 +194,7 @@ def main() -> None:
         "",
         f"Imports alone: {fmt(imports)} peak RSS. Model bytes (float32): {fmt(4 * d)}. {os.cpu_count()} cores, "
         f"load average {load:.1f} before the first case (other processes share the machine: compare timings "
-        "within one run only). decomfl prompts are the small SST-2's (5 to 12 tokens), flat's random ones of "
-        "8 to 31 tokens.",
+        "within one run only). Prompts: the small SST-2's, 5 to 12 tokens.",
         "",
         f"Uplink per sampled client per round (K = 1): DeComFL 4·K·P = {4 * P} B (measured by the decomfl runs); "
         f"FedAvg and FedZO 4·d = {4 * d:,} B ({4 * d / (4 * P):,.0f}x), from their round protocol (the "
