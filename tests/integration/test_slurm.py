@@ -1,14 +1,16 @@
-"""The shipped sbatch scripts on a real (private, single-node) Slurm. Skipped with the reason
-where Slurm is not installed; .ci/run installs it, so CI always runs these."""
+"""The shipped sbatch scripts on a real (private) Slurm: one node, and two nodes in network
+namespaces. Skipped with the reason where Slurm is not installed or namespaces cannot be made;
+.ci/run installs what they need, so CI (as root) always runs these."""
 
 import subprocess
 import sys
+import time
 
 import h5py
 import pytest
-from slurm_cluster import LocalSlurm, find, missing_reason
+from slurm_cluster import LocalSlurm, TwoNodeSlurm, find, missing_reason
 
-from conftest import BIN, REPO
+from conftest import BIN, REPO, explain, launch
 
 pytestmark = pytest.mark.skipif(missing_reason() is not None, reason=missing_reason() or "")
 
@@ -23,8 +25,26 @@ def slurm(tmp_path_factory):
         cluster.stop()
 
 
+@pytest.fixture(scope="module")
+def two_nodes(tmp_path_factory):
+    reason = TwoNodeSlurm.missing_reason()
+    if reason:
+        pytest.skip(reason)
+    cluster = TwoNodeSlurm(tmp_path_factory.mktemp("slurm2"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
 def job_env(runs):
     return {"MPIHYBRID_ENV": sys.prefix, "RUNS": str(runs), "PATH": f"{BIN}:/usr/bin:/bin:/usr/sbin:/sbin"}
+
+
+def results(path):
+    with h5py.File(path) as f:
+        return f.attrs["status"], list(f["restarts/step"][()]), list(f["final/param_sha256"][()])
 
 
 def test_single_node_script_runs_a_2_rank_job(slurm, tmp_path):
@@ -89,3 +109,84 @@ def test_srun_without_pmi_is_reported_not_run_twice(slurm):
     )
     assert proc.returncode != 0
     assert "launcher" in proc.stderr.lower() or "singleton" in proc.stderr.lower(), proc.stderr
+
+
+@pytest.mark.timeout(600)
+def test_a_time_limit_and_a_requeue_both_resume_to_the_bits_of_an_uninterrupted_run(slurm, tmp_path):
+    """The time-limited job gets the script's SIGUSR1 (120 s before a 1 min limit: at once), stops
+    with a checkpoint and requeues itself; the other is requeued by `scontrol requeue` (SIGTERM)
+    after its first checkpoint. Steps sleep so that the jobs outlive the signals at little CPU cost."""
+    args = ("--set", "train.steps=400", "--set", "checkpoint.every=50")
+    env = {**job_env(tmp_path), "MPIHYBRID_STEP_SLEEP": "0.1"}
+    script = REPO / "slurm" / "single-node.sbatch"
+    output = f"--output={tmp_path}/slurm-%j.out"
+    timed = slurm.sbatch(script, *args, options=(output, "--time=1"), env=env, cwd=REPO)
+    requeued = slurm.sbatch(script, *args, options=(output, "--time=5"), env=env, cwd=REPO)
+    whole = launch(
+        2,
+        "run",
+        "dp-adam",
+        "--config",
+        str(REPO / "jobs/dp-adam/digits.toml"),
+        *args,
+        "--out",
+        str(tmp_path / "whole.h5"),
+    )
+    assert whole.returncode == 0, explain(whole)
+    first = tmp_path / f"mpihybrid-{requeued}" / "checkpoints" / "checkpoint-000000050.h5"
+    deadline = time.time() + 300
+    while not first.exists():
+        assert time.time() < deadline, f"no first checkpoint\n{slurm.show(requeued)}\n{slurm.logs()}"
+        time.sleep(0.2)
+    assert slurm.client("scontrol", "requeue", str(requeued)).returncode == 0
+    _, _, want = results(tmp_path / "whole.h5")
+    for job, signal in ((timed, "SIGUSR1"), (requeued, "SIGTERM")):
+        record = slurm.wait(job)[str(job)]
+        run_dir = tmp_path / f"mpihybrid-{job}"
+        logs = (run_dir / "logs" / "rank-0.log").read_text()
+        assert "JobState=COMPLETED" in record and "ExitCode=0:0" in record and "Restarts=0" not in record, (
+            f"{record}\n{logs}\n{slurm.logs()}"
+        )
+        status, restarts, sha = results(run_dir / "results.h5")
+        assert status == "completed" and len(restarts) >= 1 and sha == want, (restarts, logs)
+        assert f"stopped by {signal}" in logs and "resuming" in (tmp_path / f"slurm-{job}.out").read_text()
+
+
+@pytest.mark.timeout(600)
+def test_two_nodes_run_one_job_across_namespaces_with_the_one_node_bits(two_nodes, tmp_path):
+    info = two_nodes.client("srun", "-N2", "-n4", str(BIN / "mpihybrid"), "info", env=job_env(tmp_path), timeout=120)
+    assert info.returncode == 0, explain(info)
+    assert {line.split(" on ")[1].split(":")[0] for line in info.stdout.splitlines() if " on " in line} == {
+        "node1",
+        "node2",
+    }, info.stdout
+
+    args = ("--set", "train.steps=200", "--set", "train.eval_every=100")
+    env = {**job_env(tmp_path), "ALGO": "dp-adam", "CONFIG": "jobs/dp-adam/digits.toml"}
+    before = two_nodes.crossed_bytes()
+    job = two_nodes.sbatch(
+        REPO / "slurm" / "multi-node.sbatch",
+        *args,
+        options=(f"--output={tmp_path}/slurm-%j.out", "--nodes=2", "--ntasks-per-node=2", "--time=10"),
+        env=env,
+        cwd=REPO,
+    )
+    one_node = launch(
+        4,
+        "run",
+        "dp-adam",
+        "--config",
+        str(REPO / "jobs/dp-adam/digits.toml"),
+        *args,
+        "--out",
+        str(tmp_path / "one.h5"),
+    )
+    assert one_node.returncode == 0, explain(one_node)
+    record = two_nodes.wait(job)[str(job)]
+    text = (tmp_path / f"slurm-{job}.out").read_text()
+    assert "JobState=COMPLETED" in record and "NodeList=node[1-2]" in record, f"{record}\n{text}\n{two_nodes.logs()}"
+    assert "2 node(s), 4 ranks" in text
+    status, _, sha = results(tmp_path / f"mpihybrid-{job}" / "results.h5")
+    assert status == "completed" and sha == results(tmp_path / "one.h5")[2]
+    crossed = two_nodes.crossed_bytes() - before
+    assert crossed > 1_000_000  # 200 gradient allreduces between the nodes
