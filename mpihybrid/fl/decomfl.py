@@ -108,7 +108,7 @@ class DeComFL(FederatedRounds):
 
     def close(self, error: str) -> None:
         # After a divergence the snapshots are hashed as they are; the results file says "failed".
-        self.final = next(iter(self.snapshots.values()))[0] if error else self.catch_up_all(self.total_steps)
+        self.final = next(iter(self.snapshots.values()))[0] if error else self.catch_up_all(self.steps_done)
 
     def parameters(self) -> list[torch.Tensor]:
         return self.fed.flat.tensors(self.final)
