@@ -123,7 +123,8 @@ class Run:
 
     def inject_fault(self, step: int) -> None:
         """Raise the fault $MPIHYBRID_FAULT asks for at this rank and step, if any; sleep $MPIHYBRID_STEP_SLEEP."""
-        time.sleep(self._sleep)
+        if self._sleep:
+            time.sleep(self._sleep)
         if self._fault == (self.world.rank, step):
             raise RuntimeError(f"injected fault ({FAULT_ENV}) on rank {self.world.rank} at step {step}")
 
