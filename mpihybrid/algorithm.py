@@ -44,6 +44,7 @@ class Algorithm:
     def __init__(self, run: Run):
         self.run = run
         self.config = run.config
+        self.steps_done = run.start_step  # the last step taken: total_steps unless interrupted
 
     # -- what a subclass provides --------------------------------------------------------
     @property
@@ -79,7 +80,8 @@ class Algorithm:
         """Continue from a checkpoint's state (called once, before the first step)."""
 
     def close(self, error: str) -> None:
-        """Collective: after the last step, or after a divergence (``error``)."""
+        """Collective: after the last step, after a divergence (``error``) or after an
+        interruption (then ``steps_done`` < ``total_steps``)."""
 
     def parameters(self) -> Iterable[torch.Tensor]:
         """The model whose hash the results file records."""
@@ -107,6 +109,7 @@ class Algorithm:
                 run.results.log(step, **row)
                 if self.progress_due(step):
                     run.progress(step, self.total_steps, row)
+                self.steps_done = step
                 if self.checkpoint_due(step):
                     run.save(step, self.state())
                 if step < self.total_steps and run.stop_requested(self.step_comm()):

@@ -129,6 +129,13 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from mpihybrid.interruption import Interruption
+
+    # First of all (before torch is imported): from here on, a signal stops the run at a step
+    # boundary instead of killing the rank (Slurm's warning can come while a requeued job starts).
+    interruption = Interruption()
+    interruption.install()
+
     from mpihybrid import algorithms
     from mpihybrid.comm import Comm, abort_on_error, check_world_size
     from mpihybrid.comm.failure import abort_job
@@ -136,11 +143,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from mpihybrid.device import device_for, select_device
     from mpihybrid.errors import ConfigError
     from mpihybrid.harness import FAULT_ENV, Diverged, Run, parse_fault
-    from mpihybrid.interruption import Interruption
     from mpihybrid.io.checkpoint import latest_checkpoint, load_checkpoint
 
-    interruption = Interruption()
-    interruption.install()  # from here on, a signal stops the run at a step boundary
     world = Comm(MPI.COMM_WORLD)
     if args.log_dir:
         from mpihybrid.io.logs import tee_to_rank_log

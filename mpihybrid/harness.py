@@ -139,7 +139,8 @@ class Run:
 
     def inject_fault(self, step: int) -> None:
         """Raise the fault $MPIHYBRID_FAULT asks for at this rank and step, if any; sleep $MPIHYBRID_STEP_SLEEP."""
-        time.sleep(self._sleep)
+        if self._sleep:
+            time.sleep(self._sleep)
         fault = self._fault
         if fault is None or (fault.rank, fault.step) != (self.world.rank, step):
             return

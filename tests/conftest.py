@@ -51,5 +51,20 @@ def no_stale_shared_memory():
         subprocess.run([str(REPO / "slurm" / "clean-shm.sh")], capture_output=True, timeout=60)
 
 
+def rank_pids(marker: str | Path) -> list[int]:
+    """PIDs of the `mpihybrid run` rank processes whose command line holds ``marker`` (e.g. their
+    --out path), not their launcher's (Python runs the `mpihybrid` script)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ours = any(str(marker).encode() in c for c in cmd) and b"run" in cmd
+        if ours and b"python" in os.path.basename(cmd[0]):  # not mpiexec, srun or a shell
+            pids.append(int(entry))
+    return pids
+
+
 def explain(proc: subprocess.CompletedProcess) -> str:
     return f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 DAEMONS = ("slurmctld", "slurmd", "munged")
-CLIENTS = ("sbatch", "squeue", "scontrol", "sinfo", "srun")
+CLIENTS = ("sbatch", "squeue", "scontrol", "sinfo", "srun", "scancel")
 
 # The test clusters shorten two waits of a real site: a requeued job may start again after the
 # credential lifetime (default 120 s), and jobs share cores (the machine has few).
@@ -121,6 +121,10 @@ class LocalSlurm:
             time.sleep(0.1)
 
     def stop(self) -> None:
+        """Cancel what still runs (its processes outlive slurmd), then stop the daemons."""
+        if self.client("squeue", "-h").stdout.strip():
+            self.client("scancel", "--full", "--signal=KILL", "--user=root")
+            time.sleep(2)
         for pidfile in self._pidfiles:
             try:
                 os.kill(int(pidfile.read_text().split()[0]), 15)

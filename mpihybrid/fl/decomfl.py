@@ -105,7 +105,7 @@ class DeComFL(FederatedRounds):
         divergence the models are hashed as they are; the results file says "failed"."""
         if error:
             return
-        self.catch_up(self.total_steps)
+        self.catch_up(self.steps_done)
         hashes = set(self.fed.world.mpi.allgather(param_sha256(self.x)))
         if len(hashes) != 1:
             raise RuntimeError(f"rank {self.fed.world.rank}: the ranks' rebuilt global models differ")

@@ -1,40 +1,29 @@
 """A signal stops a run at a step boundary with a checkpoint and exit code 75 (docs/hpc.md,
 "Time limits and requeue"); resuming gives the bits of an uninterrupted run, and the results
-file records every restart."""
+file records every restart. DeComFL: its clients catch up to the step the run stopped at."""
 
 import os
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import h5py
 import pytest
 
-from conftest import BIN, REPO, explain, launch
+from conftest import BIN, REPO, explain, launch, rank_pids
 
-JOB = REPO / "jobs" / "dp-adam" / "digits.toml"
-ARGS = ["run", "dp-adam", "--config", str(JOB), "--set", "train.steps=400", "--set", "checkpoint.every=100"]
-
-
-def ranks_of(out):
-    """PIDs of the rank processes writing ``out`` (not the launcher's)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        try:
-            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if str(out).encode() in cmd and b"run" in cmd and not any(b"mpiexec" in c for c in cmd):
-            pids.append(int(entry))
-    return pids
+JOB = REPO / "jobs" / "decomfl" / "digits.toml"
+ARGS = ["run", "decomfl", "--config", str(JOB), "--set", "train.steps=400", "--set", "checkpoint.every=100"]
+SLOW = {**os.environ, "MPIHYBRID_STEP_SLEEP": "0.02"}  # rounds take ~3 ms: give the signal time to land
 
 
 def interrupt(tmp_path, after_step, send, resume):
     """Start the job, wait for the checkpoint of ``after_step``, then ``send(launcher_pid, out)``."""
     out, ckpt = tmp_path / "r.h5", tmp_path / "ck"
     cmd = [str(BIN / "mpiexec"), "-n", "2", str(BIN / "mpihybrid"), *ARGS, "--out", str(out), "--checkpoint", str(ckpt)]
-    proc = subprocess.Popen([*cmd, *(["--resume"] if resume else [])], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [*cmd, *(["--resume"] if resume else [])], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=SLOW
+    )
     manifest = ckpt / f"checkpoint-{after_step:09d}.h5"
     deadline = time.time() + 120
     while not manifest.exists() and proc.poll() is None and time.time() < deadline:
@@ -60,8 +49,8 @@ def test_sigusr1_and_sigterm_checkpoint_and_exit_75_then_resume_bitwise(tmp_path
         stopped = int(f["metrics/step"][-1])
     assert 100 <= stopped < 400 and (tmp_path / "ck" / f"checkpoint-{stopped:09d}.h5").exists()
 
-    # SIGTERM to rank 1 alone: the ranks agree after the step, so rank 0 stops too.
-    second = interrupt(tmp_path, 200, lambda pid, out: os.kill(max(ranks_of(out)), signal.SIGTERM), resume=True)
+    # SIGTERM to one rank alone: the ranks agree after the step, so the other stops too.
+    second = interrupt(tmp_path, 200, lambda pid, out: os.kill(max(rank_pids(out)), signal.SIGTERM), resume=True)
     assert second.returncode == 75, explain(second)
 
     last = launch(2, *ARGS, "--out", str(tmp_path / "r.h5"), "--checkpoint", str(tmp_path / "ck"), "--resume")

@@ -2,6 +2,8 @@
 namespaces. Skipped with the reason where Slurm is not installed or namespaces cannot be made;
 .ci/run installs what they need, so CI (as root) always runs these."""
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -10,7 +12,8 @@ import h5py
 import pytest
 from slurm_cluster import LocalSlurm, TwoNodeSlurm, find, missing_reason
 
-from conftest import BIN, REPO, explain, launch
+from conftest import BIN, REPO, explain, launch, rank_pids
+from mpihybrid.io.checkpoint import list_checkpoints
 
 pytestmark = pytest.mark.skipif(missing_reason() is not None, reason=missing_reason() or "")
 
@@ -111,36 +114,41 @@ def test_srun_without_pmi_is_reported_not_run_twice(slurm):
     assert "launcher" in proc.stderr.lower() or "singleton" in proc.stderr.lower(), proc.stderr
 
 
+def reference(tmp_path, algo, *args):
+    """The param hashes of the same job run whole, outside Slurm."""
+    out = tmp_path / f"whole-{algo}.h5"
+    proc = launch(2, "run", algo, "--config", str(REPO / "jobs" / algo / "digits.toml"), *args, "--out", str(out))
+    assert proc.returncode == 0, explain(proc)
+    return results(out)[2]
+
+
 @pytest.mark.timeout(600)
 def test_a_time_limit_and_a_requeue_both_resume_to_the_bits_of_an_uninterrupted_run(slurm, tmp_path):
-    """The time-limited job gets the script's SIGUSR1 (120 s before a 1 min limit: at once), stops
-    with a checkpoint and requeues itself; the other is requeued by `scontrol requeue` (SIGTERM)
-    after its first checkpoint. Steps sleep so that the jobs outlive the signals at little CPU cost."""
-    args = ("--set", "train.steps=400", "--set", "checkpoint.every=50")
+    """A dp-adam job with a 2 min limit gets SIGUSR1 100 s before it (Slurm checks limits every 30 s:
+    20-50 s into the attempt, after start-up), stops with a checkpoint and requeues itself; then the
+    test lifts its limit so that the next attempt finishes. A DeComFL job is requeued by `scontrol
+    requeue` (SIGTERM) after its first checkpoint. Steps sleep, so the jobs outlive the signals at
+    little CPU cost."""
     env = {**job_env(tmp_path), "MPIHYBRID_STEP_SLEEP": "0.1"}
     script = REPO / "slurm" / "single-node.sbatch"
     output = f"--output={tmp_path}/slurm-%j.out"
-    timed = slurm.sbatch(script, *args, options=(output, "--time=1"), env=env, cwd=REPO)
-    requeued = slurm.sbatch(script, *args, options=(output, "--time=5"), env=env, cwd=REPO)
-    whole = launch(
-        2,
-        "run",
-        "dp-adam",
-        "--config",
-        str(REPO / "jobs/dp-adam/digits.toml"),
-        *args,
-        "--out",
-        str(tmp_path / "whole.h5"),
-    )
-    assert whole.returncode == 0, explain(whole)
-    first = tmp_path / f"mpihybrid-{requeued}" / "checkpoints" / "checkpoint-000000050.h5"
+    timed_args = ("--set", "train.steps=600", "--set", "checkpoint.every=100")
+    timed = slurm.sbatch(script, *timed_args, options=(output, "--time=2", "--signal=USR1@100"), env=env, cwd=REPO)
+    args = ("--set", "train.steps=400", "--set", "checkpoint.every=50")
+    decomfl = {**env, "ALGO": "decomfl", "CONFIG": "jobs/decomfl/digits.toml"}
+    requeued = slurm.sbatch(script, *args, options=(output, "--time=5"), env=decomfl, cwd=REPO)
+    checkpoints = tmp_path / f"mpihybrid-{requeued}" / "checkpoints"
     deadline = time.time() + 300
-    while not first.exists():
-        assert time.time() < deadline, f"no first checkpoint\n{slurm.show(requeued)}\n{slurm.logs()}"
+    while not list_checkpoints(checkpoints):
+        assert time.time() < deadline, f"no checkpoint\n{slurm.show(requeued)}\n{slurm.logs()}"
         time.sleep(0.2)
     assert slurm.client("scontrol", "requeue", str(requeued)).returncode == 0
-    _, _, want = results(tmp_path / "whole.h5")
-    for job, signal in ((timed, "SIGUSR1"), (requeued, "SIGTERM")):
+    while "Restarts=0 " in slurm.show(timed)[str(timed)]:
+        assert time.time() < deadline, f"no time-limit requeue\n{slurm.show(timed)}\n{slurm.logs()}"
+        time.sleep(0.5)
+    assert slurm.client("scontrol", "update", f"JobId={timed}", "TimeLimit=10").returncode == 0
+    want = {timed: reference(tmp_path, "dp-adam", *timed_args), requeued: reference(tmp_path, "decomfl", *args)}
+    for job, by in ((timed, "SIGUSR1"), (requeued, "SIGTERM")):
         record = slurm.wait(job)[str(job)]
         run_dir = tmp_path / f"mpihybrid-{job}"
         logs = (run_dir / "logs" / "rank-0.log").read_text()
@@ -148,8 +156,29 @@ def test_a_time_limit_and_a_requeue_both_resume_to_the_bits_of_an_uninterrupted_
             f"{record}\n{logs}\n{slurm.logs()}"
         )
         status, restarts, sha = results(run_dir / "results.h5")
-        assert status == "completed" and len(restarts) >= 1 and sha == want, (restarts, logs)
-        assert f"stopped by {signal}" in logs and "resuming" in (tmp_path / f"slurm-{job}.out").read_text()
+        assert status == "completed" and len(restarts) >= 1 and sha == want[job], (restarts, logs)
+        assert f"stopped by {by}" in logs and "resuming" in (tmp_path / f"slurm-{job}.out").read_text()
+
+
+def test_a_rank_killed_under_srun_ends_the_job(slurm, tmp_path):
+    env = {**job_env(tmp_path), "MPIHYBRID_STEP_SLEEP": "0.1", "REQUEUE": "0"}
+    job = slurm.sbatch(
+        REPO / "slurm" / "single-node.sbatch",
+        "--set",
+        "train.steps=2000",
+        options=(f"--output={tmp_path}/slurm-%j.out", "--time=5"),
+        env=env,
+        cwd=REPO,
+    )
+    run_dir = tmp_path / f"mpihybrid-{job}"
+    deadline = time.time() + 120
+    while not rank_pids(run_dir):
+        assert time.time() < deadline, f"no ranks started\n{slurm.show(job)}\n{slurm.logs()}"
+        time.sleep(0.2)
+    time.sleep(3)  # into the steps
+    os.kill(max(rank_pids(run_dir)), signal.SIGKILL)
+    record = slurm.wait(job, timeout=120)[str(job)]  # not the time limit: srun ends the other rank
+    assert "JobState=FAILED" in record, f"{record}\n{(tmp_path / f'slurm-{job}.out').read_text()}"
 
 
 @pytest.mark.timeout(600)
