@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import tomllib
 import torch
 from _launch import BIN, REPO, run_job, write_report
 
@@ -413,7 +414,7 @@ def time_to_target(out: Path, quick: bool, seeds: int, only: list[str]) -> list[
         common = [f"train.steps={steps}", "train.eval_every=100", *extra]
         base_job = out / f"adam-{job.stem}.toml"  # the same config without FOSI's sections
         base_job.write_text(job.read_text().split("\n[fosi]")[0])
-        lr0 = float(next(line for line in job.read_text().splitlines() if line.startswith("lr")).split("=")[1])
+        lr0 = tomllib.loads(job.read_text())["train"]["lr"]
         grid, grid_runs = {}, {}
         for factor in LR_GRID:
             lr = lr0 * factor
