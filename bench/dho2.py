@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import tomllib
 import torch
 from _launch import BIN, REPO, run_job, write_report
 
@@ -399,9 +400,10 @@ def speed_table(raw: dict) -> list[str]:
     return lines
 
 
-def time_to_target(out: Path, quick: bool, seeds: int, only: list[str]) -> list[str]:
+def time_to_target(out: Path, quick: bool, seeds: int, only: list[str], first_seed: int = 0) -> list[str]:
     """Runs the workloads whose name contains one of ``only`` (all when empty), merges their
-    per-seed numbers into out/speed.json and renders the table from all of it."""
+    per-seed numbers into out/speed.json and renders the table from all of it. With
+    ``first_seed`` > 0, seeds are added to a measured workload (its lr is not tuned again)."""
     ranks = 2
     path = out / "speed.json"
     raw: dict = json.loads(path.read_text()) if path.exists() else {}
@@ -413,20 +415,31 @@ def time_to_target(out: Path, quick: bool, seeds: int, only: list[str]) -> list[
         common = [f"train.steps={steps}", "train.eval_every=100", *extra]
         base_job = out / f"adam-{job.stem}.toml"  # the same config without FOSI's sections
         base_job.write_text(job.read_text().split("\n[fosi]")[0])
-        lr0 = float(next(line for line in job.read_text().splitlines() if line.startswith("lr")).split("=")[1])
-        grid, grid_runs = {}, {}
-        for factor in LR_GRID:
-            lr = lr0 * factor
-            h5 = out / "speed" / f"grid-{job.stem}-{lr:g}.h5"
-            grid_runs[lr] = run_job(ranks, "dp-adam", base_job, h5, *common, "seed=0", f"train.lr={lr}", timeout=600)
-            grid[lr] = float(smoothed(grid_runs[lr]["metrics"]["train_loss"]).min())
-        lr = min(grid, key=grid.get)
-        entry = raw["workloads"][name] = {"job": str(job.relative_to(REPO)), "steps": steps, "lr_grid": grid, "lr": lr}
-        single, vmapped = hvp_cost(job, dict(o.split("=", 1) for o in extra))
-        entry["hvp_cost"] = {"single": single, "vmapped_per_vector": vmapped}
-        per_seed = entry["seeds"] = {}
-        for seed in range(seeds):
-            row = per_seed[seed] = {}
+        entry = raw["workloads"].get(name)
+        if first_seed and entry:  # more seeds for a measured workload: keep its tuned lr and HVP cost
+            lr, per_seed = entry["lr"], entry["seeds"]
+        else:
+            lr0 = tomllib.loads(job.read_text())["train"]["lr"]
+            grid, grid_runs = {}, {}
+            for factor in LR_GRID:
+                lr = lr0 * factor
+                h5 = out / "speed" / f"grid-{job.stem}-{lr:g}.h5"
+                grid_runs[lr] = run_job(
+                    ranks, "dp-adam", base_job, h5, *common, "seed=0", f"train.lr={lr}", timeout=600
+                )
+                grid[lr] = float(smoothed(grid_runs[lr]["metrics"]["train_loss"]).min())
+            lr = min(grid, key=grid.get)
+            entry = raw["workloads"][name] = {
+                "job": str(job.relative_to(REPO)),
+                "steps": steps,
+                "lr_grid": grid,
+                "lr": lr,
+            }
+            single, vmapped = hvp_cost(job, dict(o.split("=", 1) for o in extra))
+            entry["hvp_cost"] = {"single": single, "vmapped_per_vector": vmapped}
+            per_seed = entry["seeds"] = {}
+        for seed in range(first_seed, first_seed + seeds):
+            row = per_seed[str(seed)] = {}
             tag = f"{job.stem}-s{seed}"
             before = load()
             b = (
@@ -532,6 +545,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "dho2")
     parser.add_argument("--quick", action="store_true", help="fewer and shorter runs (a smoke test)")
     parser.add_argument("--seeds", type=int, default=5, help="seeds of the speed section")
+    parser.add_argument("--first-seed", type=int, default=0, help="speed section: add seeds from this one on")
     parser.add_argument("--workloads", nargs="*", default=[], help="speed section: only workloads naming these")
     parser.add_argument("--only", nargs="*", default=["exact", "sharded", "memory", "overlap", "speed", "step"])
     parser.add_argument("--sharded-worker", type=Path, help=argparse.SUPPRESS)
@@ -545,7 +559,7 @@ def main() -> None:
         "sharded": lambda: sharded(args.out),
         "memory": lambda: memory(args.out, args.quick),
         "overlap": lambda: overlap(args.out, args.quick),
-        "speed": lambda: time_to_target(args.out, args.quick, args.seeds, args.workloads),
+        "speed": lambda: time_to_target(args.out, args.quick, args.seeds, args.workloads, args.first_seed),
         "step": lambda: step_passes(args.out, args.quick),
     }
     write_report(

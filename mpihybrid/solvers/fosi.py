@@ -85,9 +85,7 @@ class FOSICore:
             self.base.step()
             return
         V, beta, r = self.V, self.decay, len(self.values)
-        # Four passes over V: V·[g m] (one product), Vᵀp, V·u, and one Vᵀ for u's projection and
-        # the Newton direction together.
-        proj = self.reduce((V @ torch.stack([g, self.velocity], 1)).T.reshape(-1))  # one reduction of 2r floats
+        proj = self.reduce(torch.cat([V @ g, V @ self.velocity]))  # one reduction of 2r floats
         p, v_old = proj[:r], proj[r:]
         g1 = V.T @ p
         if self.kind == "adam":
@@ -99,13 +97,13 @@ class FOSICore:
         else:
             self.velocity.copy_(g1)
             vm = self.gram @ p
+        d1 = V.T @ (self.eta * vm)
         old = theta.detach().clone()
         theta.grad = g - g1
         self.base.step()
         u = theta.detach() - old
-        # θ ← θ_old + c·(u − Vᵀ(Vu)) − α·Vᵀ(η ⊙ Vm) = θ_old + c·u − Vᵀ(c·Vu + α·η ⊙ Vm)
-        coeff = self.c * self.reduce(V @ u) + self.alpha * (self.eta * vm)
-        theta.copy_(old.add_(u, alpha=self.c).sub_(V.T @ coeff))
+        u_perp = u - V.T @ self.reduce(V @ u)
+        theta.copy_(old + self.c * u_perp - self.alpha * d1)
 
     # -- checkpoint support ------------------------------------------------------------
     def state(self) -> dict[str, torch.Tensor]:

@@ -1,6 +1,6 @@
 """FOSI and DHO2 as real MPI jobs: identical replicas, bitwise resume (sync and overlap with a
-fixed pickup), curvature handed from C to U with its staleness, memory falling with ranks,
-bad input and divergence."""
+fixed pickup, cold and warm-started, Lanczos and subspace), curvature handed from C to U block
+to block with its staleness, memory falling with ranks, bad input and divergence."""
 
 import h5py
 import numpy as np
