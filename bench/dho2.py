@@ -280,7 +280,7 @@ def hvp_cost(job: Path, overrides: dict) -> tuple[float, float]:
         section, name = key.split(".")
         raw.setdefault(section, {})[name] = tomllib.loads(f"v = {value}")["v"]
     cfg = build_config(raw, {**COMMON_SECTIONS, **DHO2_SECTIONS})
-    work = Workload(cfg)
+    work = Workload(cfg, torch.device("cpu"))
     b, c = cfg.train.batch_size, cfg.fosi.curvature_batch or cfg.train.batch_size
     x, y = work.x_train, work.y_train
     flat, theta = FlatModel(work.model), work.theta.detach().clone()

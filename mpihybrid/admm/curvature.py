@@ -2,6 +2,10 @@
 curvature batch, by Lanczos or block subspace iteration sharded over the curvature
 communicator (docs/dho2.md).
 
+The HVPs run on the rank's device (the model's); the eigensolvers' float64 bases and their
+projections stay on the host in numpy, so each product copies one float32 vector (or block) to
+the device and its float64 result back.
+
 The vectors are split in blocks over the curvature ranks; the HVP is data-parallel over them
 (each rank takes its part of the curvature batch; a Reduce_scatter sums the products into the
 blocks). With ``fosi.warm_start`` a refresh starts from this side's previous result, which is
@@ -59,6 +63,12 @@ class Curvature:
         rows = split.counts[comm.rank]
         theta = theta.detach().clone()
 
+        def on_device(x: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(x).to(theta.device, torch.float32)
+
+        def host64(hv: torch.Tensor) -> np.ndarray:
+            return hv.to(torch.float64).cpu().numpy()
+
         def checked(hv: np.ndarray) -> np.ndarray:
             if not np.isfinite(hv).all():
                 raise FloatingPointError("non-finite Hessian-vector product; the curvature was not refreshed")
@@ -70,7 +80,7 @@ class Curvature:
             if f.solver == "subspace":
 
                 def block_matvec(X: np.ndarray) -> np.ndarray:
-                    hv = block_hvp(hvp, theta, torch.from_numpy(X).to(torch.float32)).to(torch.float64).numpy()
+                    hv = host64(block_hvp(hvp, theta, on_device(X)))
                     mine = np.empty((rows, len(X)))
                     send = np.ascontiguousarray(checked(hv).T / comm.size)  # (n, s): blocks are row ranges
                     comm.Reduce_scatter(send, mine, [c * len(X) for c in split.counts])
@@ -84,7 +94,7 @@ class Curvature:
                 mine = np.empty(rows)
 
                 def matvec(x: np.ndarray) -> np.ndarray:
-                    hv = hvp(theta, torch.from_numpy(x).to(torch.float32)).to(torch.float64).numpy() / comm.size
+                    hv = host64(hvp(theta, on_device(x))) / comm.size
                     comm.Reduce_scatter(checked(hv), mine, split.counts)
                     return mine
 

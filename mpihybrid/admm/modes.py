@@ -36,9 +36,11 @@ from mpihybrid.solvers.fosi import refresh_due
 class SyncTraining(Algorithm):
     """FOSI (1 rank) and DHO2 sync: every rank updates and joins every refresh."""
 
+    on_device = True  # fosi and dho2 (either mode) compute on run.device (docs/gpu.md)
+
     def __init__(self, run: Run):
         super().__init__(run)
-        self.work = Workload(run.config)
+        self.work = Workload(run.config, run.device)
         self.update = UpdateSide(self.work, run.world)
         self.curvature = Curvature(self.work, run.world)
 
@@ -106,7 +108,7 @@ class OverlapUpdate(Algorithm):
     def __init__(self, run: Run, topo: Topology):
         super().__init__(run)
         self.topo = topo
-        self.work = Workload(run.config)
+        self.work = Workload(run.config, run.device)
         self.update = UpdateSide(self.work, topo.comm)
         f = run.config.fosi
         self.hand = UpdateEnd(run.world, topo.comm, topo.ranks("curvature"), self.work.n, f.pairs)
@@ -188,7 +190,7 @@ class CurvatureService(Algorithm):
     def __init__(self, run: Run, topo: Topology):
         super().__init__(run)
         self.topo = topo
-        self.work = Workload(run.config)
+        self.work = Workload(run.config, run.device)
         self.curvature = Curvature(self.work, topo.comm)
         self.end = CurvatureEnd(run.world, topo.comm, topo.ranks("update"), self.work.n)
 

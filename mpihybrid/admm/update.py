@@ -25,14 +25,15 @@ from mpihybrid.solvers.fosi import FOSICore
 
 
 class Workload:
-    """The data and the model of one FOSI/DHO2 rank, whatever its role: θ and its gradient are
-    one flat vector each, with the model's parameters as views into them."""
+    """The data and the model of one FOSI/DHO2 rank, whatever its role, on its ``device``: θ and
+    its gradient are one flat vector each, with the model's parameters as views into them."""
 
-    def __init__(self, config: Config):
-        self.config = config
+    def __init__(self, config: Config, device: torch.device):
+        self.config, self.device = config, device
         self.data = load_dataset(config.data, config.seed)
-        self.x_train, self.y_train = torch.from_numpy(self.data.x_train), torch.from_numpy(self.data.y_train)
-        self.model = build_model(config.model, self.data.input_shape, self.data.num_classes, config.seed)
+        self.x_train = torch.from_numpy(self.data.x_train).to(device)
+        self.y_train = torch.from_numpy(self.data.y_train).to(device)
+        self.model = build_model(config.model, self.data.input_shape, self.data.num_classes, config.seed).to(device)
         self.params = list(self.model.parameters())
         self.theta, self.grad = flatten_parameters(self.params)
         self.n = self.theta.numel()
@@ -66,7 +67,7 @@ class UpdateSide:
             reduce=self._reduce,
         )
         self.admm = ADMMRule(self.theta_block, a.sigma, a.round_steps or f.refresh_every, a.enabled)
-        self.test = ShardedTestSet(work.data, comm)
+        self.test = ShardedTestSet(work.data, comm, work.device)
 
     def _reduce(self, t: torch.Tensor) -> torch.Tensor:
         with self.comm.stats.label("projections"):
@@ -75,7 +76,7 @@ class UpdateSide:
     def train_step(self, step: int) -> float:
         """Collective: one data-parallel FOSI step; returns this rank's loss."""
         work, comm = self.work, self.comm
-        idx = torch.from_numpy(self.batches.indices(step - 1))
+        idx = torch.from_numpy(self.batches.indices(step - 1)).to(work.device)
         work.grad.zero_()
         loss = l2_loss(
             work.model(work.x_train[idx]), work.y_train[idx], self.config.train.weight_decay, work.model.parameters()

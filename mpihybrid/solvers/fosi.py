@@ -63,15 +63,18 @@ class FOSICore:
         self.velocity = torch.zeros_like(theta)
         self.values: torch.Tensor | None = None
         self.V: torch.Tensor | None = None
-        self.eta = self.gram = torch.zeros(0)
+        self.eta = self.gram = torch.zeros(0, device=theta.device)
         self.c = 1.0
 
     def set_curvature(self, values: np.ndarray, vectors: np.ndarray) -> None:
-        """Install Ritz pairs (ℓ bottom then k top, ascending) with this rank's block of the vectors."""
+        """Install Ritz pairs (ℓ bottom then k top, ascending) with this rank's block of the vectors
+        (float64 on the host, as the eigensolvers give them; rounded to float32 there, then moved
+        to θ's device)."""
         if not np.isfinite(values).all() or not np.isfinite(vectors).all():
             raise FloatingPointError("non-finite eigenpairs; the curvature was not installed")
-        self.values = torch.from_numpy(np.asarray(values, dtype=np.float32).copy())
-        self.V = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
+        device = self.theta.device
+        self.values = torch.from_numpy(np.asarray(values, dtype=np.float32).copy()).to(device)
+        self.V = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32)).to(device)
         self.eta = 1.0 / self.values.abs().clamp_min(EIGEN_SHIFT)
         self.gram = self.reduce(self.V @ self.V.T)  # VVᵀ (≈ I), so V·m updates need no extra reduction
         r = len(self.values)
@@ -115,12 +118,13 @@ class FOSICore:
         return tree
 
     def load_state(self, tree: dict) -> None:
+        """Restore a `state` tree (host copies): the tensors go back onto θ's device."""
         self.velocity.copy_(torch.as_tensor(tree["velocity"]))
         base = {
             name.split("/", 1)[1]: torch.as_tensor(v).clone() for name, v in tree.items() if name.startswith("base/")
         }
-        if base:
-            self.base.state[self.theta] = base
+        if base:  # torch's own loader: the state moves to θ's device, Adam's step count stays on the host
+            self.base.load_state_dict({"state": {0: base}, "param_groups": self.base.state_dict()["param_groups"]})
         if "vectors" in tree:
             self.set_curvature(np.asarray(tree["values"]), np.asarray(tree["vectors"]))
 

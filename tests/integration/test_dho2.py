@@ -1,6 +1,7 @@
 """FOSI and DHO2 as real MPI jobs: identical replicas, bitwise resume (sync and overlap with a
-fixed pickup, cold and warm-started, Lanczos and subspace), curvature handed from C to U block
-to block with its staleness, memory falling with ranks, bad input and divergence."""
+fixed pickup, cold and warm-started, Lanczos and subspace; one overlap run resumed with its
+tensors staged through host buffers), curvature handed from C to U block to block with its
+staleness, memory falling with ranks, bad input and divergence."""
 
 import h5py
 import numpy as np
@@ -45,16 +46,20 @@ def read(path):
 WARM = ["--set", "fosi.warm_start=true", "--set", "fosi.warm_lanczos_steps=8"]
 
 
+# torch tensors through Comm's host buffers, as CUDA tensors go where MPI is not CUDA-aware
+STAGED = {"MPIHYBRID_COMM_PATH": "staged"}
+
+
 @pytest.mark.parametrize(
-    "ranks, mode, extra",
+    "ranks, mode, extra, resume_env",
     [
-        (2, "sync", []),
-        (4, "sync", [*WARM, "--set", "fosi.solver='subspace'", "--set", "fosi.warm_subspace_sweeps=2"]),
-        (2, "overlap", []),
-        (3, "overlap", WARM),  # C's one block goes to U's two ranks, half to each
+        (2, "sync", [], {}),
+        (4, "sync", [*WARM, "--set", "fosi.solver='subspace'", "--set", "fosi.warm_subspace_sweeps=2"], {}),
+        (2, "overlap", [], STAGED),  # the hand-off's θ snapshots staged: the same bits
+        (3, "overlap", WARM, {}),  # C's one block goes to U's two ranks, half to each
     ],
 )
-def test_replicas_agree_and_resume_is_bitwise(tmp_path, ranks, mode, extra):
+def test_replicas_agree_and_resume_is_bitwise(tmp_path, ranks, mode, extra, resume_env):
     args = [
         "run",
         "dho2",
@@ -81,12 +86,10 @@ def test_replicas_agree_and_resume_is_bitwise(tmp_path, ranks, mode, extra):
         got = received(tmp_path / "full.h5")
         assert 0 < got[1] <= got[0] <= 1.01 * got[1], got
 
-    ck = tmp_path / "ck"
-    crash = launch(
-        ranks, *args, "--out", str(tmp_path / "r.h5"), "--checkpoint", str(ck), env={"MPIHYBRID_FAULT": "0:75"}
-    )
+    ck = ["--out", str(tmp_path / "r.h5"), "--checkpoint", str(tmp_path / "ck")]
+    crash = launch(ranks, *args, *ck, env={"MPIHYBRID_FAULT": "0:75", **resume_env})
     assert crash.returncode != 0 and "injected fault" in crash.stderr, explain(crash)
-    resumed = launch(ranks, *args, "--out", str(tmp_path / "r.h5"), "--checkpoint", str(ck), "--resume")
+    resumed = launch(ranks, *args, *ck, "--resume", env=resume_env)
     assert resumed.returncode == 0, explain(resumed)
     assert read(tmp_path / "r.h5")[0] == sha
 

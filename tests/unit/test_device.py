@@ -2,6 +2,7 @@ import pytest
 import torch
 from mpi4py import MPI
 
+from mpihybrid.algorithm import Algorithm
 from mpihybrid.comm import Comm, staging
 from mpihybrid.config import DeviceConfig
 from mpihybrid.device import RankView, device_for, plan, select_device, usable_gpus
@@ -109,13 +110,18 @@ def test_memory_alloc_kinds():
     assert not staging.supports_cuda_device("system,cuda:host")
 
 
+class NotPorted(Algorithm):
+    """An algorithm that does not say it computes on the device (every shipped one does)."""
+
+
 def test_device_for_runs_an_algorithm_not_ported_on_the_cpu_with_a_note(capsys):
-    cuda = torch.device("cuda", 1)
+    cuda, cpu = torch.device("cuda", 1), torch.device("cpu")
+    assert NotPorted.on_device is False  # the default
     assert device_for("dp-adam", True, cuda, root=True) == cuda
-    assert device_for("fosi", False, torch.device("cpu"), root=True) == torch.device("cpu")
+    assert device_for("not-ported", NotPorted.on_device, cpu, root=True) == cpu
     assert capsys.readouterr().err == ""
-    assert device_for("fosi", False, cuda, root=False) == torch.device("cpu")
+    assert device_for("not-ported", NotPorted.on_device, cuda, root=False) == cpu
     assert capsys.readouterr().err == ""  # only rank 0 says it
-    assert device_for("fosi", False, cuda, root=True) == torch.device("cpu")
+    assert device_for("not-ported", NotPorted.on_device, cuda, root=True) == cpu
     lines = capsys.readouterr().err.splitlines()
-    assert len(lines) == 1 and "fosi does not compute on cuda yet; it runs on the CPU" in lines[0]
+    assert len(lines) == 1 and "not-ported does not compute on cuda yet; it runs on the CPU" in lines[0]
