@@ -110,10 +110,11 @@ class Algorithm:
                 if self.progress_due(step):
                     run.progress(step, self.total_steps, row)
                 self.steps_done = step
-                if self.checkpoint_due(step):
+                due = self.checkpoint_due(step)
+                if due:
                     run.save(step, self.state())
                 if step < self.total_steps and run.stop_requested(self.step_comm()):
-                    if run.checkpoint_dir is not None and not run.saved(step):
+                    if not due and run.checkpoint_dir is not None:
                         run.save(step, self.state())
                     interrupted = True
                     break

@@ -103,7 +103,6 @@ class Run:
         self.interruption = interruption or Interruption()
         self.interrupted = False  # set by `finish` on every rank when the run stopped for a signal
         self.last_checkpoint: Path | None = None
-        self._saved_step = -1
         self._fault = fault
         self._sleep = float(os.environ.get(SLOW_ENV) or 0)
         self._t0 = time.perf_counter()
@@ -157,7 +156,6 @@ class Run:
 
     def save(self, step: int, state: State) -> None:
         """Collective: checkpoint the algorithm's state plus the metrics history so far."""
-        self._saved_step = step
         self.last_checkpoint = save_checkpoint(
             self.checkpoint_dir,
             self.world,
@@ -168,9 +166,6 @@ class Run:
             keep=self.config.checkpoint.keep,
         )
         self.results.flush()
-
-    def saved(self, step: int) -> bool:
-        return self._saved_step == step
 
     def stop_requested(self, comm: Comm) -> bool:
         """Collective over the ranks running the step loop: did any of them receive SIGUSR1/SIGTERM?"""
