@@ -18,14 +18,18 @@ from mpihybrid.io.checkpoint import list_checkpoints
 pytestmark = pytest.mark.skipif(missing_reason() is not None, reason=missing_reason() or "")
 
 
-@pytest.fixture(scope="module")
-def slurm(tmp_path_factory):
-    cluster = LocalSlurm(tmp_path_factory.mktemp("slurm"))
+def running(cluster):
+    """Start ``cluster`` for the module's tests; stop it afterwards, even after a failed start."""
     try:
         cluster.start()
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    yield from running(LocalSlurm(tmp_path_factory.mktemp("slurm")))
 
 
 @pytest.fixture(scope="module")
@@ -33,12 +37,7 @@ def two_nodes(tmp_path_factory):
     reason = TwoNodeSlurm.missing_reason()
     if reason:
         pytest.skip(reason)
-    cluster = TwoNodeSlurm(tmp_path_factory.mktemp("slurm2"))
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
+    yield from running(TwoNodeSlurm(tmp_path_factory.mktemp("slurm2")))
 
 
 def job_env(runs):
