@@ -270,7 +270,7 @@ def hvp_cost(job: Path, overrides: dict) -> tuple[float, float]:
     from torch.func import vmap
 
     from mpihybrid.admm.config import DHO2_SECTIONS
-    from mpihybrid.admm.update import Workload
+    from mpihybrid.admm.update import FOSIWorkload
     from mpihybrid.config import COMMON_SECTIONS, build_config
     from mpihybrid.models import FlatModel, l2_loss
     from mpihybrid.solvers.hvp import hvp_function
@@ -280,7 +280,7 @@ def hvp_cost(job: Path, overrides: dict) -> tuple[float, float]:
         section, name = key.split(".")
         raw.setdefault(section, {})[name] = tomllib.loads(f"v = {value}")["v"]
     cfg = build_config(raw, {**COMMON_SECTIONS, **DHO2_SECTIONS})
-    work = Workload(cfg, torch.device("cpu"))
+    work = FOSIWorkload(cfg, torch.device("cpu"))
     b, c = cfg.train.batch_size, cfg.fosi.curvature_batch or cfg.train.batch_size
     x, y = work.x_train, work.y_train
     flat, theta = FlatModel(work.model), work.theta.detach().clone()

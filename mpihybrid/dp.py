@@ -20,13 +20,13 @@ import torch
 
 from mpihybrid.algorithm import Algorithm
 from mpihybrid.config import Config, ConfigError
-from mpihybrid.data import load_dataset
 from mpihybrid.data.shards import ShardedBatches, ShardedTestSet
 from mpihybrid.harness import Run, check_finite
 from mpihybrid.io.checkpoint import State
 from mpihybrid.io.state import load_module_tree, load_optimizer_tree, module_tree, optimizer_tree
-from mpihybrid.models import build_model, flatten_parameters, l2_loss
+from mpihybrid.models import l2_loss
 from mpihybrid.solvers.optimizers import make_optimizer
+from mpihybrid.workload import Workload
 
 
 class DataParallel(Algorithm):
@@ -41,27 +41,24 @@ class DataParallel(Algorithm):
 
     def __init__(self, run: Run):
         super().__init__(run)
-        cfg, world, device = run.config, run.world, run.device
-        data = load_dataset(cfg.data, cfg.seed)
-        self.batches = ShardedBatches(data.y_train, world.rank, world.size, cfg.train.batch_size, cfg.seed)
-        self.x_train = torch.from_numpy(data.x_train).to(device)
-        self.y_train = torch.from_numpy(data.y_train).to(device)
-        self.test = ShardedTestSet(data, world, device)
-        self.model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed).to(device)
-        self.params = list(self.model.parameters())
-        _, self.grad = flatten_parameters(self.params)
+        cfg, world = run.config, run.world
+        self.work = work = Workload(cfg, run.device)
+        self.batches = ShardedBatches(work.data.y_train, world.rank, world.size, cfg.train.batch_size, cfg.seed)
+        self.test = ShardedTestSet(work.data, world, work.device)
+        self.model, self.params = work.model, work.params
         t = cfg.train
         self.opt = make_optimizer(t.optimizer, self.params, t.lr, t.momentum)
 
     def step(self, step: int) -> dict[str, float]:
         world, t = self.run.world, self.config.train
-        idx = torch.from_numpy(self.batches.indices(step - 1)).to(self.run.device)
+        work = self.work
+        idx = torch.from_numpy(self.batches.indices(step - 1)).to(work.device)
         self.opt.zero_grad(set_to_none=False)
-        loss = l2_loss(self.model(self.x_train[idx]), self.y_train[idx], t.weight_decay, self.model.parameters())
+        loss = l2_loss(self.model(work.x_train[idx]), work.y_train[idx], t.weight_decay, self.params)
         loss.backward()
         with world.stats.label("gradients"):
-            world.Allreduce(self.grad)
-        self.grad.div_(world.size)
+            world.Allreduce(work.grad)
+        work.grad.div_(world.size)
         self.opt.step()
         mean_loss = world.allreduce_scalar(loss.item()) / world.size
         check_finite(mean_loss, step)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from mpihybrid.admm.update import Workload
+from mpihybrid.admm.update import FOSIWorkload
 from mpihybrid.blocks import blocks
 from mpihybrid.comm import Comm
 from mpihybrid.models import FlatModel
@@ -33,7 +33,7 @@ from mpihybrid.solvers.subspace import subspace_iteration
 class Curvature:
     """Collective over the curvature communicator: eigenpairs of the Hessian at a given θ."""
 
-    def __init__(self, work: Workload, comm: Comm):
+    def __init__(self, work: FOSIWorkload, comm: Comm):
         cfg = work.config
         self.work, self.comm, self.fosi = work, comm, cfg.fosi
         self.weight_decay = cfg.train.weight_decay

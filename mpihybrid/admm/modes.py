@@ -23,7 +23,7 @@ import torch
 from mpihybrid.admm.config import DHO2_SECTIONS, FOSI_SECTIONS, check_split, overlapped
 from mpihybrid.admm.curvature import Curvature
 from mpihybrid.admm.handoff import CHECKPOINT, CURVATURE, STOP, CurvatureEnd, UpdateEnd
-from mpihybrid.admm.update import UpdateSide, Workload
+from mpihybrid.admm.update import FOSIWorkload, UpdateSide
 from mpihybrid.algorithm import Algorithm
 from mpihybrid.comm import Comm, Topology
 from mpihybrid.config import Config, require
@@ -40,7 +40,7 @@ class SyncTraining(Algorithm):
 
     def __init__(self, run: Run):
         super().__init__(run)
-        self.work = Workload(run.config, run.device)
+        self.work = FOSIWorkload(run.config, run.device)
         self.update = UpdateSide(self.work, run.world)
         self.curvature = Curvature(self.work, run.world)
 
@@ -108,7 +108,7 @@ class OverlapUpdate(Algorithm):
     def __init__(self, run: Run, topo: Topology):
         super().__init__(run)
         self.topo = topo
-        self.work = Workload(run.config, run.device)
+        self.work = FOSIWorkload(run.config, run.device)
         self.update = UpdateSide(self.work, topo.comm)
         f = run.config.fosi
         self.hand = UpdateEnd(run.world, topo.comm, topo.ranks("curvature"), self.work.n, f.pairs)
@@ -190,7 +190,7 @@ class CurvatureService(Algorithm):
     def __init__(self, run: Run, topo: Topology):
         super().__init__(run)
         self.topo = topo
-        self.work = Workload(run.config, run.device)
+        self.work = FOSIWorkload(run.config, run.device)
         self.curvature = Curvature(self.work, topo.comm)
         self.end = CurvatureEnd(run.world, topo.comm, topo.ranks("update"), self.work.n)
 

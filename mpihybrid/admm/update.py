@@ -16,27 +16,19 @@ from mpihybrid.admm.rule import ADMMRule
 from mpihybrid.blocks import blocks
 from mpihybrid.comm import Comm
 from mpihybrid.config import Config, ConfigError
-from mpihybrid.data import load_dataset
 from mpihybrid.data.shards import ShardedBatches, ShardedTestSet
 from mpihybrid.io.checkpoint import State
 from mpihybrid.io.state import nest, subtree
-from mpihybrid.models import build_model, flatten_parameters, l2_loss
+from mpihybrid.models import l2_loss
 from mpihybrid.solvers.fosi import FOSICore
+from mpihybrid.workload import Workload
 
 
-class Workload:
-    """The data and the model of one FOSI/DHO2 rank, whatever its role, on its ``device``: θ and
-    its gradient are one flat vector each, with the model's parameters as views into them."""
+class FOSIWorkload(Workload):
+    """A FOSI/DHO2 rank's `Workload`, whatever its role: its k + ℓ eigenpairs must fit the model."""
 
     def __init__(self, config: Config, device: torch.device):
-        self.config, self.device = config, device
-        self.data = load_dataset(config.data, config.seed)
-        self.x_train = torch.from_numpy(self.data.x_train).to(device)
-        self.y_train = torch.from_numpy(self.data.y_train).to(device)
-        self.model = build_model(config.model, self.data.input_shape, self.data.num_classes, config.seed).to(device)
-        self.params = list(self.model.parameters())
-        self.theta, self.grad = flatten_parameters(self.params)
-        self.n = self.theta.numel()
+        super().__init__(config, device)
         if config.fosi.pairs > self.n:
             raise ConfigError(
                 "fosi.k", f"k + ℓ = {config.fosi.pairs} eigenpairs exceed the model's {self.n} parameters"
@@ -46,7 +38,7 @@ class Workload:
 class UpdateSide:
     """Collective over the update communicator: data-parallel FOSI steps on sharded state."""
 
-    def __init__(self, work: Workload, comm: Comm):
+    def __init__(self, work: FOSIWorkload, comm: Comm):
         cfg = work.config
         self.work, self.comm, self.config = work, comm, cfg
         self.batches = ShardedBatches(work.data.y_train, comm.rank, comm.size, cfg.train.batch_size, cfg.seed)
